@@ -1,0 +1,32 @@
+# FCN reproduction toolkit. `make help` lists the targets.
+PYTHON ?= python3
+PYTEST_FLAGS ?= -q
+
+.PHONY: help install test smoke proto check-proto lint clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+install:  ## install the toolkit and its test dependencies (CPU torch 2.13.0)
+	$(PYTHON) -m pip install -q -e '.[test]'
+
+test:  ## run the test suite on the CPU
+	$(PYTHON) -m pytest $(PYTEST_FLAGS) tests
+
+smoke:  ## write a V1 net + caffemodel, upgrade and round-trip them (until `make demo` exists)
+	$(PYTHON) -m caffe_torch.tools.smoke out/smoke
+
+proto:  ## regenerate caffe_torch/proto/caffe_pb2.py from caffe.proto (needs grpcio-tools)
+	$(PYTHON) -m grpc_tools.protoc -I caffe_torch/proto --python_out=caffe_torch/proto \
+	  caffe_torch/proto/caffe.proto
+
+check-proto: proto  ## regenerate caffe_pb2.py and fail if it differs from the committed one
+	git diff --exit-code caffe_torch/proto/caffe_pb2.py
+
+lint:  ## enforce the size budget: modules of at most 400 lines
+	$(PYTHON) -m caffe_torch.tools.size_budget caffe_torch tests
+
+clean:  ## remove caches and outputs
+	rm -rf out .pytest_cache build *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""Caffe's semantics and pycaffe's API on PyTorch."""

@@ -1,0 +1,37 @@
+"""Exceptions for user errors: each names what, where, expected versus got, and the fix.
+
+They subclass the builtin that a pycaffe user would catch (ValueError, KeyError,
+TypeError), so code written against pycaffe keeps working.
+"""
+
+
+class CaffeError(Exception):
+    """Base of every error this toolkit raises for bad input."""
+
+
+class PrototxtError(CaffeError, ValueError):
+    """A prototxt that does not parse: syntax error, unknown field or bad value."""
+
+
+class CaffemodelError(CaffeError, ValueError):
+    """A binary proto file (caffemodel, solverstate, binaryproto) that does not parse."""
+
+
+class UpgradeError(CaffeError, ValueError):
+    """A legacy (V0/V1) net definition that cannot be carried to the current format."""
+
+
+class UnknownLayerTypeError(CaffeError, KeyError):
+    """A layer type with no registered implementation."""
+
+    def __str__(self):
+        # KeyError's str() quotes its argument; the message reads better plain.
+        return str(self.args[0]) if self.args else ''
+
+
+class LayerSetupError(CaffeError, ValueError):
+    """A layer whose bottoms, tops or parameters do not fit its type."""
+
+
+class CoordMapError(CaffeError, RuntimeError, ValueError):
+    """Coordinate mapping between two tops is impossible (the coord_map errors)."""

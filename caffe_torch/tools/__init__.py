@@ -1,0 +1,1 @@
+"""Command-line tools: `python -m caffe_torch.tools.<name> --help`."""
