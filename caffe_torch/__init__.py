@@ -1,1 +1,15 @@
-"""Caffe's semantics and pycaffe's API on PyTorch."""
+"""Caffe's semantics and pycaffe's API on PyTorch.
+
+Use it where pycaffe is used: `import caffe_torch as caffe`. The names below are pycaffe's.
+"""
+from caffe_torch import io  # noqa: F401
+from caffe_torch.blob import Blob  # noqa: F401
+from caffe_torch.layer import Layer  # noqa: F401
+from caffe_torch.layer_factory import layer_type_list  # noqa: F401
+from caffe_torch.mode import (set_device, set_mode_cpu, set_mode_gpu,  # noqa: F401
+                              set_random_seed)
+from caffe_torch.net_spec import NetSpec, layers, params, to_proto  # noqa: F401
+from caffe_torch.proto import caffe_pb2  # noqa: F401
+
+TRAIN = caffe_pb2.TRAIN
+TEST = caffe_pb2.TEST

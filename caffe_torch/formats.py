@@ -120,7 +120,7 @@ def _describe_parse_error(error, message, source):
     line, column = error.GetLine(), error.GetColumn()
     where = f'{source}:{line}:{column}' if line else source
     reason = str(error)
-    reason = re.sub(r'^\d+:\d+ ?: ?', '', reason)
+    reason = re.sub(r'^\d+:\d+ ?: ?', '', reason).rstrip('.')
     hint = 'fix the text at that position.'
     unknown = _NO_FIELD.search(reason)
     if unknown:
