@@ -13,3 +13,4 @@ from caffe_torch.proto import caffe_pb2  # noqa: F401
 
 TRAIN = caffe_pb2.TRAIN
 TEST = caffe_pb2.TEST
+from caffe_torch.net import Net  # noqa: E402,F401

@@ -1,0 +1,155 @@
+"""Blob: Caffe's N-d array with data and diff, held as torch tensors on the mode's device.
+
+pycaffe hands out `blob.data` and `blob.diff` as NumPy arrays that alias the blob's memory:
+writing into them changes what the next forward or backward reads, and a view taken before
+a forward shows that forward's result. Layers therefore write into the blob's storage
+(`copy_`, `out=`) instead of rebinding it, and storage is kept while the element count fits
+its capacity, as Caffe's Blob::Reshape does.
+
+On a GPU the memory follows Caffe's SyncedMemory: a host copy and a device copy, each marked
+current or stale; `data`/`diff` bring the host copy up to date and mark it as the one that
+may change, `data_tensor`/`diff_tensor` do the same for the device copy. On the CPU both are
+one tensor and nothing is copied.
+"""
+import numpy as np
+import torch
+
+from caffe_torch import mode
+
+_HOST, _DEVICE, _SYNCED = 'host', 'device', 'synced'
+
+
+class SyncedMemory:
+    """A flat float32 buffer with a host and a device copy, synced on use."""
+
+    def __init__(self, capacity, device):
+        self.capacity = capacity
+        self.device = device
+        self._device = torch.zeros(capacity, dtype=torch.float32, device=device)
+        self._host = self._device if device.type == 'cpu' else None
+        self._head = _SYNCED if self._host is not None else _DEVICE
+
+    def host(self):
+        """The host tensor, current; the caller may write into it."""
+        if self._host is None:
+            self._host = torch.empty(self.capacity, dtype=torch.float32,
+                                     pin_memory=torch.cuda.is_available())
+            self._host.copy_(self._device)
+        elif self._head == _DEVICE:
+            self._host.copy_(self._device)
+        if self._host is not self._device:
+            self._head = _HOST
+        return self._host
+
+    def device_tensor(self):
+        """The device tensor, current; the caller may write into it."""
+        if self._head == _HOST:
+            self._device.copy_(self._host, non_blocking=False)
+        if self._host is not self._device:
+            self._head = _DEVICE
+        return self._device
+
+
+class Blob:
+    """A named N-d array with `data` and `diff`, as Caffe's Blob<float>."""
+
+    def __init__(self, shape=(), device=None):
+        self.device = torch.device(device) if device is not None else mode.device()
+        self._shape = ()
+        self._count = 0
+        self._data = SyncedMemory(0, self.device)
+        self._diff = SyncedMemory(0, self.device)
+        self.reshape(*shape)
+
+    # -- shape ---------------------------------------------------------------------------
+    def reshape(self, *shape):
+        """Change the shape; storage is reallocated (zeroed) only when it must grow."""
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list, torch.Size)):
+            shape = tuple(shape[0])
+        shape = tuple(int(d) for d in shape)
+        if any(d < 0 for d in shape):
+            raise ValueError(f'blob dimensions must be non-negative, got {shape}')
+        count = int(np.prod(shape, dtype=np.int64))
+        if count > self._data.capacity:
+            self._data = SyncedMemory(count, self.device)
+            self._diff = SyncedMemory(count, self.device)
+        self._shape, self._count = shape, count
+
+    def reshape_like(self, other):
+        self.reshape(*other.shape)
+
+    @property
+    def shape(self):
+        return self._shape
+
+    @property
+    def count(self):
+        return self._count
+
+    @property
+    def num_axes(self):
+        return len(self._shape)
+
+    def legacy_shape(self, index):
+        """Caffe's LegacyShape: axis `index` (-4..3), or 1 beyond the blob's axes."""
+        if index >= self.num_axes or index < -self.num_axes:
+            return 1
+        return self._shape[index]
+
+    num = property(lambda self: self.legacy_shape(0))
+    channels = property(lambda self: self.legacy_shape(1))
+    height = property(lambda self: self.legacy_shape(2))
+    width = property(lambda self: self.legacy_shape(3))
+
+    def canonical_axis(self, axis):
+        """Map a possibly negative axis into [0, num_axes), as CanonicalAxisIndex."""
+        if not -self.num_axes <= axis < max(self.num_axes, 1):
+            raise IndexError(f'axis {axis} out of range for a {self.num_axes}-D blob '
+                             f'of shape {self._shape}')
+        return axis + self.num_axes if axis < 0 else axis
+
+    def count_range(self, start, end=None):
+        """Product of the dimensions in [start, end)."""
+        return int(np.prod(self._shape[start:end], dtype=np.int64))
+
+    # -- memory --------------------------------------------------------------------------
+    @property
+    def data(self):
+        """Host view of the data as float32 NumPy; writes go to the blob."""
+        return self._data.host()[:self._count].view(self._shape).numpy()
+
+    @property
+    def diff(self):
+        """Host view of the diff as float32 NumPy; writes go to the blob."""
+        return self._diff.host()[:self._count].view(self._shape).numpy()
+
+    @property
+    def data_tensor(self):
+        """The data on the mode's device as a torch tensor that aliases the blob."""
+        return self._data.device_tensor()[:self._count].view(self._shape)
+
+    @property
+    def diff_tensor(self):
+        """The diff on the mode's device as a torch tensor that aliases the blob."""
+        return self._diff.device_tensor()[:self._count].view(self._shape)
+
+    def share_data(self, other):
+        """Use `other`'s data memory (Caffe's ShareData); counts must agree."""
+        self._check_count(other, 'ShareData')
+        self._data = other._data
+
+    def share_diff(self, other):
+        """Use `other`'s diff memory (Caffe's ShareDiff); counts must agree."""
+        self._check_count(other, 'ShareDiff')
+        self._diff = other._diff
+
+    def shares_data_with(self, other):
+        return self._data is other._data
+
+    def _check_count(self, other, what):
+        if self._count != other._count:
+            raise ValueError(f'{what}: blob of shape {self._shape} cannot share memory '
+                             f'with one of shape {other._shape} (counts differ)')
+
+    def __repr__(self):
+        return f'Blob(shape={self._shape})'

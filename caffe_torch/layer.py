@@ -1,0 +1,137 @@
+"""Layer: Caffe's layer contract, for built-in layers and pycaffe Python layers alike.
+
+Lifecycle (driven by Net, as in caffe/layer.hpp):
+  set_up:      check bottom/top counts -> setup() -> reshape() -> loss weights into top diffs
+  run_forward: reshape() -> forward() -> loss = sum over loss tops of dot(top data, top diff)
+  run_backward: backward(top, propagate_down, bottom)
+Subclasses override `setup`, `reshape`, `forward`, `backward` (pycaffe's names). Built-in
+layers work on torch tensors (`blob.data_tensor`), Python layers on NumPy (`blob.data`).
+
+Diff conventions that ports get wrong: a layer *overwrites* its bottom diffs and *adds* to
+its parameter diffs, which accumulate across backward calls until the solver clears them.
+A loss top's diff holds its loss_weight, set once at set-up; backward reads it from there.
+"""
+import torch
+
+from caffe_torch.blob import Blob
+from caffe_torch.errors import LayerSetupError
+from caffe_torch.proto import caffe_pb2
+
+
+class BlobVec(list):
+    """A layer's parameter blobs; `add_blob(*shape)` is pycaffe's way to append one."""
+
+    def add_blob(self, *shape):
+        self.append(Blob(shape))
+        return self[-1]
+
+
+class Layer:
+    """Base of every layer. Count rules are class attributes (None: not checked)."""
+    exact_bottoms = min_bottoms = max_bottoms = None
+    exact_tops = min_tops = max_tops = None
+    equal_bottom_top = False
+    is_loss = False  # loss layers default to loss_weight 1 on their first top
+
+    def __init__(self, layer_param=None, phase=None):
+        self.layer_param = caffe_pb2.LayerParameter()
+        if layer_param is not None:
+            self.layer_param.CopyFrom(layer_param)
+        self.phase = int(self.layer_param.phase if phase is None else phase)
+        self.blobs = BlobVec()
+        self.param_propagate_down = []
+        self.loss_weights = []
+
+    @property
+    def name(self):
+        return self.layer_param.name
+
+    @property
+    def type(self):
+        return self.layer_param.type
+
+    # -- pycaffe overridables --------------------------------------------------------------
+    def setup(self, bottom, top):
+        """One-time set-up: read parameters, create and fill parameter blobs."""
+
+    def reshape(self, bottom, top):
+        """Shape the tops (and buffers) from the bottoms; runs before every forward."""
+        raise NotImplementedError(f'layer "{self.name}" ({self.type}) defines no reshape')
+
+    def forward(self, bottom, top):
+        raise NotImplementedError(f'layer "{self.name}" ({self.type}) defines no forward')
+
+    def backward(self, top, propagate_down, bottom):
+        """Default: nothing to propagate (data layers, Silence of no-needed bottoms)."""
+
+    def allow_force_backward(self, bottom_index):
+        """Whether force_backward may ask for this bottom's diff (not for labels)."""
+        return not (self.is_loss and bottom_index == 1)
+
+    # -- driven by Net ---------------------------------------------------------------------
+    def set_up(self, bottom, top):
+        self.check_blob_counts(bottom, top)
+        if self.is_loss and not self.layer_param.loss_weight:
+            self.layer_param.loss_weight.append(1.0)
+        self.setup(bottom, top)
+        self.reshape(bottom, top)
+        self._set_loss_weights(top)
+
+    def run_forward(self, bottom, top):
+        self.reshape(bottom, top)
+        self.forward(bottom, top)
+        loss = 0.0
+        for blob, weight in zip(top, self.loss_weights):
+            if weight:
+                loss += float(torch.dot(blob.data_tensor.reshape(-1),
+                                        blob.diff_tensor.reshape(-1)))
+        return loss
+
+    def run_backward(self, top, propagate_down, bottom):
+        self.backward(top, propagate_down, bottom)
+
+    def loss(self, top_index):
+        return self.loss_weights[top_index] if top_index < len(self.loss_weights) else 0.0
+
+    def check_blob_counts(self, bottom, top):
+        rules = [('bottom', len(bottom), self.exact_bottoms, self.min_bottoms,
+                  self.max_bottoms),
+                 ('top', len(top), self.exact_tops, self.min_tops, self.max_tops)]
+        for what, n, exact, low, high in rules:
+            if exact is not None and n != exact:
+                self.fail(f'takes exactly {exact} {what} blob(s), got {n}')
+            if low is not None and n < low:
+                self.fail(f'takes at least {low} {what} blob(s), got {n}')
+            if high is not None and n > high:
+                self.fail(f'takes at most {high} {what} blob(s), got {n}')
+        if self.equal_bottom_top and len(bottom) != len(top):
+            self.fail(f'needs as many tops as bottoms, got {len(bottom)} bottom(s) and '
+                      f'{len(top)} top(s)')
+
+    def fail(self, message):
+        """Raise LayerSetupError naming this layer."""
+        raise LayerSetupError(f'layer "{self.name}" ({self.type}): {message}')
+
+    def _set_loss_weights(self, top):
+        weights = list(self.layer_param.loss_weight)
+        if weights and len(weights) != len(top):
+            self.fail(f'loss_weight must be unspecified or given once per top: '
+                      f'{len(weights)} loss_weight(s) for {len(top)} top(s)')
+        self.loss_weights = [float(w) for w in weights] or [0.0] * len(top)
+        for blob, weight in zip(top, self.loss_weights):
+            if weight:
+                blob.diff_tensor.fill_(weight)
+
+    # -- helpers for built-in layers -------------------------------------------------------
+    def param_blob(self, shape, filler=None):
+        """Append a parameter blob of `shape`, filled by `filler` (a FillerParameter)."""
+        from caffe_torch.fillers import fill
+        blob = self.blobs.add_blob(*shape)
+        if filler is not None:
+            fill(blob, filler)
+        return blob
+
+    def shape_check(self, condition, message):
+        if not condition:
+            self.fail(message)
+

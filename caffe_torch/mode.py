@@ -1,0 +1,63 @@
+"""pycaffe's process-wide switches: CPU or GPU mode, the device id, and the random seed.
+
+These are the only global state, as in Caffe (`Caffe::mode()`, `Caffe::set_random_seed`).
+Nets and blobs take the device current when they are made. Random numbers (fillers,
+Dropout) come from one torch.Generator per device, reseeded by `set_random_seed`.
+"""
+import torch
+
+_state = {'mode': 'cpu', 'device_id': 0, 'seed': None, 'generators': {}}
+
+
+def set_mode_cpu():
+    """Run new nets on the CPU (the default)."""
+    _state['mode'] = 'cpu'
+
+
+def set_mode_gpu():
+    """Run new nets on the GPU chosen by set_device (0 unless set)."""
+    if not torch.cuda.is_available():
+        raise RuntimeError('set_mode_gpu: no CUDA device is visible to PyTorch; install '
+                           'a CUDA build of torch on a GPU machine, or stay in CPU mode.')
+    _state['mode'] = 'gpu'
+
+
+def set_device(device_id):
+    """Choose the GPU used in GPU mode."""
+    count = torch.cuda.device_count()
+    if torch.cuda.is_available() and not 0 <= device_id < count:
+        raise ValueError(f'set_device({device_id}): only {count} CUDA device(s), ids '
+                         f'0..{count - 1}')
+    _state['device_id'] = int(device_id)
+
+
+def mode():
+    return _state['mode']
+
+
+def device():
+    """The torch.device that new blobs are allocated on."""
+    if _state['mode'] == 'gpu':
+        return torch.device('cuda', _state['device_id'])
+    return torch.device('cpu')
+
+
+def set_random_seed(seed):
+    """Seed the generators behind fillers and Dropout, for repeatable runs."""
+    _state['seed'] = int(seed)
+    _state['generators'].clear()
+
+
+def generator(dev=None):
+    """The random generator of `dev` (default: the mode's device)."""
+    dev = torch.device(dev) if dev is not None else device()
+    key = str(dev)
+    gen = _state['generators'].get(key)
+    if gen is None:
+        gen = torch.Generator(device=dev)
+        if _state['seed'] is None:
+            gen.seed()
+        else:
+            gen.manual_seed(_state['seed'])
+        _state['generators'][key] = gen
+    return gen

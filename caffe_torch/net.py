@@ -1,0 +1,413 @@
+"""Net: Caffe's Net with pycaffe's Python surface.
+
+Construction follows Net::Init: read and upgrade the prototxt, set the NetState (phase,
+level, stages), drop the layers its rules exclude, insert Split layers, then for each layer
+wire bottoms and tops (a top named like the bottom at its index is computed in place), set
+it up, register its parameters (named ones shared across layers), and decide which layers
+and blobs need backward: a layer does when a bottom needs it or a parameter has
+lr_mult != 0, and only if it contributes to a loss; `force_backward` overrides the latter.
+Net outputs are the blobs no layer consumes, in name order as Caffe's std::set gives them.
+"""
+from collections import OrderedDict
+import functools
+
+import numpy as np
+import torch
+
+from caffe_torch import formats, net_weights
+from caffe_torch.blob import Blob
+from caffe_torch.errors import LayerSetupError
+from caffe_torch.layer_factory import create_layer
+from caffe_torch.net_graph import filter_net, insert_splits
+from caffe_torch.proto import caffe_pb2
+from caffe_torch.upgrade import upgrade_net
+
+
+class Net:
+    """pycaffe's Net: `Net(prototxt, phase)`, `Net(prototxt, weights, phase)` or
+    `Net(prototxt, phase, level=0, stages=(), weights=None)`; a NetParameter may stand in
+    for the prototxt path."""
+
+    def __init__(self, network_file, *args, phase=None, level=0, stages=(), weights=None):
+        if len(args) == 2:  # pycaffe's deprecated Net(prototxt, weights, phase)
+            weights, phase = args
+        elif len(args) == 1:
+            phase = args[0]
+        elif args:
+            raise TypeError('Net(prototxt, phase) or Net(prototxt, weights, phase)')
+        if phase not in (caffe_pb2.TRAIN, caffe_pb2.TEST):
+            raise ValueError(f'Net phase must be caffe.TRAIN (0) or caffe.TEST (1), got '
+                             f'{phase!r}')
+        self.source = str(network_file) if not isinstance(
+            network_file, caffe_pb2.NetParameter) else '<NetParameter>'
+        param = _read_param(network_file)
+        param.state.phase, param.state.level = phase, level
+        param.state.ClearField('stage')
+        param.state.stage.extend(stages or [])
+        self.phase = phase
+        self._init(param)
+        if weights is not None:
+            self.copy_from(weights)
+        self._before_forward, self._after_forward = [], []
+        self._before_backward, self._after_backward = [], []
+
+    # -- construction ----------------------------------------------------------------------
+    def _init(self, in_param):
+        param = insert_splits(filter_net(in_param, self.source), self.source)
+        self.param = param
+        self.name = param.name
+        self.layers, self._layer_names = [], []
+        self._blob_list, self._blob_names, self._blob_index = [], [], {}
+        self.bottom_vecs, self.top_vecs, self.bottom_ids, self.top_ids = [], [], [], []
+        self.blob_need_backward, self.bottom_need_backward = [], []
+        self.layer_need_backward, self.blob_loss_weight_list = [], []
+        self._input_ids = []
+        self.params_list, self.param_owners, self.param_display_names = [], [], []
+        self.param_ids, self._param_by_name = [], {}
+        self.learnable_params, self.params_lr, self.params_weight_decay = [], [], []
+        self._has_lr, self._has_decay, self.learnable_param_ids = [], [], []
+        available = set()
+        with torch.no_grad():
+            for layer_id, layer_param in enumerate(param.layer):
+                self._append_layer(layer_id, layer_param, available)
+        self._mark_backward(param.force_backward)
+        self._output_ids = [self._blob_index[n] for n in sorted(available)]
+        self._share_weights()
+
+    def _append_layer(self, layer_id, layer_param, available):
+        if not layer_param.HasField('phase'):
+            layer_param.phase = self.phase
+        layer = create_layer(layer_param, self.source)
+        self.layers.append(layer)
+        self._layer_names.append(layer_param.name)
+        bottoms, bottom_ids, need_bottom = [], [], []
+        need_backward = False
+        for j, name in enumerate(layer_param.bottom):
+            blob_id = self._append_bottom(layer_param, j, name, available)
+            bottoms.append(self._blob_list[blob_id])
+            bottom_ids.append(blob_id)
+            need = self.blob_need_backward[blob_id]
+            if layer_param.propagate_down:
+                need = bool(layer_param.propagate_down[j])
+            need_bottom.append(need)
+            need_backward |= self.blob_need_backward[blob_id]
+        tops, top_ids = [], []
+        for j, name in enumerate(layer_param.top):
+            blob_id = self._append_top(layer_param, j, name, available)
+            tops.append(self._blob_list[blob_id])
+            top_ids.append(blob_id)
+            if layer_param.type == 'Input':
+                self._input_ids.append(blob_id)
+        self.bottom_vecs.append(bottoms)
+        self.top_vecs.append(tops)
+        self.bottom_ids.append(bottom_ids)
+        self.top_ids.append(top_ids)
+        self.bottom_need_backward.append(need_bottom)
+        layer.set_up(bottoms, tops)
+        for j, blob_id in enumerate(top_ids):
+            self.blob_loss_weight_list[blob_id] = layer.loss(j)
+        need_backward |= self._append_params(layer_id, layer)
+        self.layer_need_backward.append(need_backward)
+        if need_backward:
+            for blob_id in top_ids:
+                self.blob_need_backward[blob_id] = True
+
+    def _append_bottom(self, layer_param, index, name, available):
+        if name not in available:
+            raise LayerSetupError(
+                f'{self.source}: unknown bottom blob "{name}" (layer "{layer_param.name}", '
+                f'bottom index {index}); no earlier layer in this phase produces it.')
+        available.discard(name)
+        return self._blob_index[name]
+
+    def _append_top(self, layer_param, index, name, available):
+        in_place = index < len(layer_param.bottom) and layer_param.bottom[index] == name
+        if in_place:
+            blob_id = self._blob_index[name]
+        elif name in self._blob_index:
+            raise LayerSetupError(
+                f'{self.source}: top blob "{name}" of layer "{layer_param.name}" is produced '
+                f'by multiple sources; rename one of the tops.')
+        else:
+            blob_id = len(self._blob_list)
+            self._blob_list.append(Blob())
+            self._blob_names.append(name)
+            self._blob_index[name] = blob_id
+            self.blob_need_backward.append(False)
+            self.blob_loss_weight_list.append(0.0)
+        available.add(name)
+        return blob_id
+
+    def _append_params(self, layer_id, layer):
+        """Register the layer's parameter blobs; True when any has lr_mult != 0."""
+        specs = layer.layer_param.param
+        if len(specs) > len(layer.blobs):
+            raise LayerSetupError(
+                f'{self.source}: layer "{layer.name}" gives {len(specs)} param specs but '
+                f'has {len(layer.blobs)} parameter blob(s); remove the extra `param`.')
+        layer.param_propagate_down = []
+        ids = []
+        for j, blob in enumerate(layer.blobs):
+            spec = specs[j] if j < len(specs) else caffe_pb2.ParamSpec()
+            layer.param_propagate_down.append(spec.lr_mult != 0)
+            ids.append(self._append_param(layer_id, layer, j, blob, spec))
+        self.param_ids.append(ids)
+        return any(layer.param_propagate_down)
+
+    def _append_param(self, layer_id, layer, j, blob, spec):
+        net_id = len(self.params_list)
+        self.params_list.append(blob)
+        self.param_display_names.append(spec.name or str(j))
+        if not spec.name or spec.name not in self._param_by_name:
+            if spec.name:
+                self._param_by_name[spec.name] = (net_id, layer_id, j)
+            self.param_owners.append(-1)
+            self.learnable_param_ids.append(len(self.learnable_params))
+            self.learnable_params.append(blob)
+            self._has_lr.append(spec.HasField('lr_mult'))
+            self._has_decay.append(spec.HasField('decay_mult'))
+            self.params_lr.append(spec.lr_mult)
+            self.params_weight_decay.append(spec.decay_mult)
+            return net_id
+        owner_id, owner_layer, owner_j = self._param_by_name[spec.name]
+        self._check_shared_shape(spec, blob, owner_id, owner_layer, layer)
+        self.param_owners.append(owner_id)
+        learnable_id = self.learnable_param_ids[owner_id]
+        self.learnable_param_ids.append(learnable_id)
+        self._merge_mult(spec, 'lr_mult', learnable_id, self._has_lr, self.params_lr)
+        self._merge_mult(spec, 'decay_mult', learnable_id, self._has_decay,
+                         self.params_weight_decay)
+        return net_id
+
+    def _check_shared_shape(self, spec, blob, owner_id, owner_layer, layer):
+        owner = self.params_list[owner_id]
+        strict = spec.share_mode != caffe_pb2.ParamSpec.PERMISSIVE
+        same = owner.shape == blob.shape if strict else owner.count == blob.count
+        if not same:
+            raise LayerSetupError(
+                f'{self.source}: cannot share param "{spec.name}" owned by layer '
+                f'"{self._layer_names[owner_layer]}" with layer "{layer.name}"; shape '
+                f'mismatch: owner {owner.shape}, sharer {blob.shape}.')
+
+    def _merge_mult(self, spec, field, learnable_id, has, values):
+        if not spec.HasField(field):
+            return
+        if has[learnable_id] and values[learnable_id] != getattr(spec, field):
+            raise LayerSetupError(
+                f'{self.source}: shared param "{spec.name}" has mismatched {field}: '
+                f'{values[learnable_id]} and {getattr(spec, field)}.')
+        has[learnable_id], values[learnable_id] = True, getattr(spec, field)
+
+    def _mark_backward(self, force_backward):
+        """Caffe's backward pass over the graph: skip layers that reach no loss."""
+        under_loss, skip = set(), set()
+        for i in reversed(range(len(self.layers))):
+            names = [self._blob_names[b] for b in self.top_ids[i]]
+            contributes = any(self.layers[i].loss(j) or n in under_loss
+                              for j, n in enumerate(names))
+            skip_down = all(n in skip for n in names)
+            if self.layer_need_backward[i] and skip_down:
+                self.layer_need_backward[i] = False
+                self.bottom_need_backward[i] = [False] * len(self.bottom_ids[i])
+            if not contributes:
+                self.layer_need_backward[i] = False
+            for j, blob_id in enumerate(self.bottom_ids[i]):
+                if contributes:
+                    under_loss.add(self._blob_names[blob_id])
+                else:
+                    self.bottom_need_backward[i][j] = False
+                if not self.bottom_need_backward[i][j]:
+                    skip.add(self._blob_names[blob_id])
+        if force_backward:
+            self._force_backward()
+
+    def _force_backward(self):
+        for i, layer in enumerate(self.layers):
+            self.layer_need_backward[i] = True
+            for j, blob_id in enumerate(self.bottom_ids[i]):
+                need = self.bottom_need_backward[i][j] or layer.allow_force_backward(j)
+                self.bottom_need_backward[i][j] = need
+                self.blob_need_backward[blob_id] = self.blob_need_backward[blob_id] or need
+            layer.param_propagate_down = [True] * len(layer.blobs)
+
+    def _share_weights(self):
+        for net_id, owner in enumerate(self.param_owners):
+            if owner >= 0:
+                self.params_list[net_id].share_data(self.params_list[owner])
+                self.params_list[net_id].share_diff(self.params_list[owner])
+
+    # -- running ---------------------------------------------------------------------------
+    def forward_from_to(self, start, end):
+        """Run layers start..end (inclusive); returns the summed weighted loss."""
+        loss = 0.0
+        with torch.no_grad():
+            for i in range(start, end + 1):
+                for hook in self._before_forward:
+                    hook(i)
+                loss += self.layers[i].run_forward(self.bottom_vecs[i], self.top_vecs[i])
+                for hook in self._after_forward:
+                    hook(i)
+        return loss
+
+    def backward_from_to(self, start, end):
+        """Backward through layers start down to end (inclusive), where needed."""
+        with torch.no_grad():
+            for i in range(start, end - 1, -1):
+                for hook in self._before_backward:
+                    hook(i)
+                if self.layer_need_backward[i]:
+                    self.layers[i].run_backward(self.top_vecs[i], self.bottom_need_backward[i],
+                                                self.bottom_vecs[i])
+                for hook in self._after_backward:
+                    hook(i)
+
+    def forward(self, blobs=None, start=None, end=None, **kwargs):
+        """pycaffe's forward: set inputs from kwargs, run, return {output: data view}."""
+        start_ind = self._layer_index(start) if start is not None else 0
+        end_ind = self._layer_index(end) if end is not None else len(self.layers) - 1
+        names = list(self.top_names[end]) if end is not None else list(self.outputs)
+        self._set_arrays(kwargs, self.inputs, 'data', 'Input blob arguments', 'net inputs')
+        self.forward_from_to(start_ind, end_ind)
+        return {name: self.blobs[name].data for name in set(names + list(blobs or []))}
+
+    def backward(self, diffs=None, start=None, end=None, **kwargs):
+        """pycaffe's backward: set output diffs from kwargs, run, return {input: diff}."""
+        start_ind = self._layer_index(start) if start is not None else len(self.layers) - 1
+        end_ind = self._layer_index(end) if end is not None else 0
+        names = list(self.bottom_names[end]) if end is not None else list(self.inputs)
+        self._set_arrays(kwargs, self.outputs, 'diff', 'Top diff arguments', 'net outputs')
+        self.backward_from_to(start_ind, end_ind)
+        return {name: self.blobs[name].diff for name in set(names + list(diffs or []))}
+
+    def forward_all(self, blobs=None, **kwargs):
+        """Forward over inputs of any batch count, in net-batch chunks; returns stacked outputs."""
+        names = list(self.outputs) + list(blobs or [])
+        batches = {name: [] for name in names}
+        total = len(next(iter(kwargs.values()))) if kwargs else 1
+        batch = self.blobs[self.inputs[0]].shape[0] if self.inputs else 1
+        for begin in range(0, total, batch):
+            chunk = {k: _pad_batch(np.asarray(v)[begin:begin + batch], batch)
+                     for k, v in kwargs.items()}
+            out = self.forward(blobs=blobs, **chunk)
+            for name in names:
+                batches[name].extend(out[name].copy()[:min(batch, total - begin)])
+        return {name: np.asarray(v) for name, v in batches.items()}
+
+    def reshape(self):
+        """Propagate input shape changes through every layer (Net::Reshape)."""
+        with torch.no_grad():
+            for i, layer in enumerate(self.layers):
+                layer.reshape(self.bottom_vecs[i], self.top_vecs[i])
+
+    def clear_param_diffs(self):
+        for blob in self.learnable_params:
+            blob.diff_tensor.zero_()
+
+    def before_forward(self, hook):
+        self._before_forward.append(hook)
+
+    def after_forward(self, hook):
+        self._after_forward.append(hook)
+
+    def before_backward(self, hook):
+        self._before_backward.append(hook)
+
+    def after_backward(self, hook):
+        self._after_backward.append(hook)
+
+    def _layer_index(self, name):
+        try:
+            return self._layer_names.index(name)
+        except ValueError:
+            raise KeyError(f'no layer named "{name}" in net "{self.name}"; layers: '
+                           f'{", ".join(self._layer_names)}') from None
+
+    def _set_arrays(self, arrays, expected, field, what, owner):
+        if not arrays:
+            return
+        if set(arrays) != set(expected):
+            raise ValueError(f'{what} {sorted(arrays)} do not match {owner} '
+                             f'{sorted(expected)}')
+        for name, value in arrays.items():
+            blob = self.blobs[name]
+            if np.shape(value)[:1] != blob.shape[:1]:
+                raise ValueError(f'{name}: batch of {np.shape(value)[:1]} does not match '
+                                 f'the blob\'s {blob.shape[:1]}; reshape the blob first')
+            getattr(blob, field)[...] = value
+
+    # -- weights ---------------------------------------------------------------------------
+    def copy_from(self, path):
+        """Copy weights by layer name from a caffemodel (or .h5), as CopyTrainedLayersFrom."""
+        net_weights.copy_from(self, path)
+
+    def share_with(self, other):
+        """Share the parameter data of `other`'s same-named layers (ShareTrainedLayersWith)."""
+        net_weights.share_with(self, other)
+
+    def to_proto(self, write_diff=False):
+        return net_weights.to_proto(self, write_diff)
+
+    def save(self, path, write_diff=False):
+        """Write the net with its weights as a binary caffemodel, atomically."""
+        formats.write_binaryproto(self.to_proto(write_diff), path)
+
+    def save_hdf5(self, path, write_diff=False):
+        net_weights.save_hdf5(self, path, write_diff)
+
+    def load_hdf5(self, path):
+        net_weights.load_hdf5(self, path)
+
+    # -- pycaffe views ---------------------------------------------------------------------
+    @functools.cached_property
+    def blobs(self):
+        return OrderedDict(zip(self._blob_names, self._blob_list))
+
+    @functools.cached_property
+    def layer_dict(self):
+        return OrderedDict(zip(self._layer_names, self.layers))
+
+    @functools.cached_property
+    def params(self):
+        return OrderedDict((name, layer.blobs) for name, layer in
+                           zip(self._layer_names, self.layers) if layer.blobs)
+
+    @functools.cached_property
+    def blob_loss_weights(self):
+        return OrderedDict(zip(self._blob_names, self.blob_loss_weight_list))
+
+    @functools.cached_property
+    def top_names(self):
+        return OrderedDict((name, [self._blob_names[b] for b in ids])
+                           for name, ids in zip(self._layer_names, self.top_ids))
+
+    @functools.cached_property
+    def bottom_names(self):
+        return OrderedDict((name, [self._blob_names[b] for b in ids])
+                           for name, ids in zip(self._layer_names, self.bottom_ids))
+
+    @property
+    def inputs(self):
+        return [self._blob_names[i] for i in self._input_ids]
+
+    @property
+    def outputs(self):
+        return [self._blob_names[i] for i in self._output_ids]
+
+    @property
+    def _blob_loss_weights(self):
+        return self.blob_loss_weight_list
+
+
+def _read_param(network_file):
+    if isinstance(network_file, caffe_pb2.NetParameter):
+        param = caffe_pb2.NetParameter()
+        param.CopyFrom(network_file)
+        return upgrade_net(param)
+    return formats.read_net(network_file)
+
+
+def _pad_batch(array, batch):
+    if len(array) == batch:
+        return array
+    pad = np.zeros((batch - len(array),) + array.shape[1:], dtype=array.dtype)
+    return np.concatenate([array, pad])
