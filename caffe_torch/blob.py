@@ -20,17 +20,22 @@ _HOST, _DEVICE, _SYNCED = 'host', 'device', 'synced'
 
 
 class SyncedMemory:
-    """A flat float32 buffer with a host and a device copy, synced on use."""
+    """A flat float32 buffer with a host and a device copy, synced on use.
+
+    Nothing is allocated until first use, as in Caffe, so diffs that no backward reaches
+    (a TEST net's, or those of blobs below the loss's reach) cost no memory.
+    """
 
     def __init__(self, capacity, device):
         self.capacity = capacity
         self.device = device
-        self._device = torch.zeros(capacity, dtype=torch.float32, device=device)
-        self._host = self._device if device.type == 'cpu' else None
-        self._head = _SYNCED if self._host is not None else _DEVICE
+        self._device = self._host = None
+        self._head = None
 
     def host(self):
         """The host tensor, current; the caller may write into it."""
+        if self._head is None:
+            self._allocate()
         if self._host is None:
             self._host = torch.empty(self.capacity, dtype=torch.float32,
                                      pin_memory=torch.cuda.is_available())
@@ -43,11 +48,20 @@ class SyncedMemory:
 
     def device_tensor(self):
         """The device tensor, current; the caller may write into it."""
+        if self._head is None:
+            self._allocate()
         if self._head == _HOST:
-            self._device.copy_(self._host, non_blocking=False)
+            self._device.copy_(self._host)
         if self._host is not self._device:
             self._head = _DEVICE
         return self._device
+
+    def _allocate(self):
+        self._device = torch.zeros(self.capacity, dtype=torch.float32, device=self.device)
+        if self.device.type == 'cpu':
+            self._host, self._head = self._device, _SYNCED
+        else:
+            self._head = _DEVICE
 
 
 class Blob:

@@ -131,7 +131,17 @@ class Layer:
             fill(blob, filler)
         return blob
 
-    def shape_check(self, condition, message):
-        if not condition:
-            self.fail(message)
+    def param_needs_diff(self, index):
+        """param_propagate_down[index], set by the Net; a standalone layer wants every diff."""
+        flags = self.param_propagate_down
+        return index >= len(flags) or bool(flags[index])
+
+    def canonical_axis(self, blob, axis, field):
+        """blob.canonical_axis, failing with this layer's name and the parameter at fault."""
+        try:
+            return blob.canonical_axis(axis)
+        except IndexError:
+            self.fail(f'{field} = {axis} is out of range for a bottom of shape {blob.shape} '
+                      f'({blob.num_axes} axes); use an axis in [-{blob.num_axes}, '
+                      f'{blob.num_axes})')
 

@@ -101,6 +101,8 @@ def _analytic(layer, bottom, top, weights, kind, index):
         blob.diff[...] = w
     for blob in layer.blobs:
         blob.diff[...] = 0
-    layer.run_backward(top, [True] * len(bottom), bottom)
+    # As Caffe's GradientChecker: propagate only to the bottom under test.
+    down = [kind == 'bottom' and i == index for i in range(len(bottom))]
+    layer.run_backward(top, down, bottom)
     blob = bottom[index] if kind == 'bottom' else layer.blobs[index]
     return blob.diff.astype(np.float64).copy()

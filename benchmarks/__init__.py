@@ -1,0 +1,1 @@
+"""Benchmarks: engine versus direct PyTorch (`make bench`). Not tests: timings are noisy."""

@@ -1,0 +1,440 @@
+"""Vision layers: Convolution, Deconvolution, Pooling, LRN and Crop, as BVLC Caffe has them.
+
+PyTorch kernels do the work; where Caffe's geometry is not one they take (pooling padding up
+to kernel - 1, windows clipped at the padded border), the bottom is padded or cropped first.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+
+from caffe_torch.layer import Layer
+from caffe_torch.layer_factory import register
+from caffe_torch.proto import caffe_pb2
+
+PoolMethod = caffe_pb2.PoolingParameter.PoolMethod
+RoundMode = caffe_pb2.PoolingParameter.RoundMode
+NormRegion = caffe_pb2.LRNParameter.NormRegion
+
+
+
+
+
+
+class _BaseConvolution(Layer):
+    """Shared set-up of Convolution and Deconvolution (Caffe's BaseConvolutionLayer)."""
+    min_bottoms = min_tops = 1
+    equal_bottom_top = True
+    transposed = False
+
+    def setup(self, bottom, top):
+        conv = self.layer_param.convolution_param
+        self.channel_axis = self.canonical_axis(bottom[0], conv.axis, 'axis')
+        n = bottom[0].num_axes - self.channel_axis - 1
+        if not 1 <= n <= 3:
+            self.fail(f'supports 1 to 3 spatial axes after the channel axis '
+                      f'{self.channel_axis}; the bottom of shape {bottom[0].shape} has {n}')
+        self.num_spatial = n
+        self.kernel = self._spatial_param(conv, 'kernel_size', 'kernel', None)
+        self.stride = self._spatial_param(conv, 'stride', 'stride', 1)
+        self.pad = self._spatial_param(conv, 'pad', 'pad', 0)
+        self.dilation = self._spatial_param(conv, 'dilation', 'dilation', 1)
+        for name in ('kernel', 'stride', 'dilation'):
+            if min(getattr(self, name)) <= 0:
+                self.fail(f'{name} must be positive on every spatial axis, got '
+                          f'{getattr(self, name)}')
+        self._set_up_channels(conv, bottom[0].shape[self.channel_axis])
+        self.param_blob(self.weight_shape(), conv.weight_filler)
+        if self.bias_term:
+            self.param_blob((self.num_output,), conv.bias_filler)
+
+    def _spatial_param(self, conv, name, prefix, default):
+        """One value per spatial axis from repeated `name` or `prefix`_h / `prefix`_w."""
+        values, n = list(getattr(conv, name)), self.num_spatial
+        h, w = prefix + '_h', prefix + '_w'
+        if h in conv.DESCRIPTOR.fields_by_name and (conv.HasField(h) or conv.HasField(w)):
+            if n != 2:
+                self.fail(f'{h} & {w} can only be used for 2-D convolution, but the bottom '
+                          f'has {n} spatial axes; use {name}')
+            if values:
+                self.fail(f'give either {name} or {h}/{w}, not both')
+            return [getattr(conv, h), getattr(conv, w)]
+        if not values and default is not None:
+            return [default] * n
+        if len(values) not in (1, n):
+            self.fail(f'{name} must be given once, or once per spatial axis: got '
+                      f'{len(values)} value(s) for {n} spatial axes')
+        return [values[0] if len(values) == 1 else values[i] for i in range(n)]
+
+    def _set_up_channels(self, conv, channels):
+        self.channels, self.num_output = channels, conv.num_output
+        self.group, self.bias_term = conv.group, conv.bias_term
+        if self.num_output <= 0:
+            self.fail(f'num_output must be positive, got {self.num_output}')
+        if self.group <= 0 or channels % self.group or self.num_output % self.group:
+            self.fail(f'group {self.group} must divide both the bottom channels '
+                      f'({channels}) and num_output ({self.num_output})')
+
+    def weight_shape(self):
+        out_c, in_c = ((self.channels, self.num_output) if self.transposed
+                       else (self.num_output, self.channels))
+        return (out_c, in_c // self.group) + tuple(self.kernel)
+
+    def reshape(self, bottom, top):
+        shape = bottom[0].shape
+        if len(shape) != self.channel_axis + 1 + self.num_spatial:
+            self.fail(f'bottom num_axes may not change: set up with '
+                      f'{self.channel_axis + 1 + self.num_spatial} axes, now {shape}')
+        if shape[self.channel_axis] != self.channels:
+            self.fail(f'bottom has {shape[self.channel_axis]} channels on axis '
+                      f'{self.channel_axis}, but the weights expect {self.channels} '
+                      f'(input size incompatible with the convolution kernel)')
+        for i, blob in enumerate(bottom[1:], 1):
+            if blob.shape != shape:
+                self.fail(f'all bottoms must have the same shape: bottom[0] is {shape}, '
+                          f'bottom[{i}] is {blob.shape}')
+        self._check_param_shapes()
+        spatial = shape[self.channel_axis + 1:]
+        out = tuple(self._output_size(d, i) for i, d in enumerate(spatial))
+        for blob in top:
+            blob.reshape(*(shape[:self.channel_axis] + (self.num_output,) + out))
+
+    def _check_param_shapes(self):
+        expected = [self.weight_shape()] + ([(self.num_output,)] if self.bias_term else [])
+        got = [tuple(b.shape) for b in self.blobs]
+        if got != expected:
+            self.fail(f'parameter blobs have shapes {got}, expected {expected} '
+                      f'(weights, then bias if bias_term)')
+
+    def _extent(self, i):
+        return self.dilation[i] * (self.kernel[i] - 1) + 1
+
+    def _batched(self, shape):
+        """The blob's shape as (num, channels, spatial...) for torch's kernels."""
+        return (math.prod(shape[:self.channel_axis]),) + tuple(shape[self.channel_axis:])
+
+    def _conv_args(self):
+        return (self.stride, self.pad, self.dilation, self.transposed,
+                [0] * self.num_spatial, self.group)
+
+    def forward(self, bottom, top):
+        weight = self.blobs[0].data_tensor
+        bias = self.blobs[1].data_tensor if self.bias_term else None
+        for x_blob, y_blob in zip(bottom, top):
+            x = x_blob.data_tensor.reshape(self._batched(x_blob.shape))
+            y = torch.ops.aten.convolution(x, weight, bias, *self._conv_args())
+            y_blob.data_tensor.copy_(y.reshape(y_blob.shape))
+
+    def backward(self, top, propagate_down, bottom):
+        weight = self.blobs[0].data_tensor
+        need_weight = self.param_needs_diff(0)
+        need_bias = self.bias_term and self.param_needs_diff(1)
+        bias_sizes = [self.num_output] if self.bias_term else None
+        for i, (y_blob, x_blob) in enumerate(zip(top, bottom)):
+            mask = [bool(propagate_down[i]), need_weight, need_bias]
+            if not any(mask):
+                continue
+            dy = y_blob.diff_tensor.reshape(self._batched(y_blob.shape))
+            x = x_blob.data_tensor.reshape(self._batched(x_blob.shape))
+            dx, dw, db = torch.ops.aten.convolution_backward(
+                dy, x, weight, bias_sizes, *self._conv_args(), mask)
+            if mask[0]:
+                x_blob.diff_tensor.copy_(dx.reshape(x_blob.shape))
+            if need_weight:
+                self.blobs[0].diff_tensor.add_(dw)
+            if need_bias:
+                self.blobs[1].diff_tensor.add_(db)
+
+
+@register('Convolution')
+class ConvolutionLayer(_BaseConvolution):
+    """Convolves each bottom with the same learned filters (N bottoms -> N tops).
+
+    bottom: (batch axes..., C, spatial...), channels on `axis` (default 1), 1 to 3 spatial
+            axes; all bottoms one shape.
+    top:    (batch axes..., num_output, out...),
+            out = floor((in + 2 pad - (dilation (kernel - 1) + 1)) / stride) + 1.
+    Forward: top = W * bottom + b, per group (channels split into `group` blocks).
+    Backward: bottom diff (where propagate_down), and weight/bias diffs accumulated.
+    Params: num_output, bias_term, kernel_size/stride/pad/dilation (once or per axis) or
+    kernel_h/_w, stride_h/_w, pad_h/_w; group; axis; weight_filler, bias_filler.
+    blobs[0] is (num_output, C / group, kernel...), blobs[1] is (num_output,).
+    force_nd_im2col and engine only choose Caffe's implementation and are ignored.
+    """
+
+    def _output_size(self, size, i):
+        span = size + 2 * self.pad[i] - self._extent(i)
+        if span < 0:
+            self.fail(f'spatial axis {i}: the kernel extent {self._extent(i)} exceeds the '
+                      f'padded bottom size {size} + 2 * {self.pad[i]}; increase pad or '
+                      f'use a smaller kernel or dilation')
+        return span // self.stride[i] + 1
+
+
+@register('Deconvolution')
+class DeconvolutionLayer(_BaseConvolution):
+    """Transposed convolution: the backward of Convolution used as a forward.
+
+    bottom: (batch axes..., C, spatial...), as Convolution; top: (..., num_output, out...),
+            out = stride (in - 1) + dilation (kernel - 1) + 1 - 2 pad.
+    Forward: each bottom pixel adds W scaled by its value into a kernel-sized window of
+    the top (stride apart), plus b. Backward: bottom diff, weight/bias diffs accumulated.
+    blobs[0] is (C, num_output / group, kernel...), blobs[1] is (num_output,). With the
+    `bilinear` weight_filler and group = C = num_output it is bilinear upsampling (FCN).
+    """
+    transposed = True
+
+    def _output_size(self, size, i):
+        out = self.stride[i] * (size - 1) + self._extent(i) - 2 * self.pad[i]
+        if out < 1:
+            self.fail(f'spatial axis {i}: output size {self.stride[i]} * ({size} - 1) + '
+                      f'{self._extent(i)} - 2 * {self.pad[i]} = {out} is not positive; '
+                      f'reduce pad')
+        return out
+
+
+@register('Pooling')
+class PoolingLayer(Layer):
+    """MAX or AVE pooling over H x W windows of a (N, C, H, W) bottom.
+
+    top[0]: (N, C, pooled_h, pooled_w), for each axis (Caffe's rule):
+        pooled = ceil((in + 2 pad - kernel) / stride) + 1   (floor with round_mode FLOOR)
+        if pad > 0 and (pooled - 1) stride >= in + pad: pooled -= 1  (last window must
+        start inside the bottom or its left padding)
+    top[1] (MAX only, optional): the argmax of each window as the float h * W + w.
+    MAX takes the first maximum in row-major order; backward routes the top diff to it.
+    AVE divides the sum of the window's bottom values by the window size clipped to the
+    padded bottom, (min(start + kernel, in + pad) - start) per axis: padding counts.
+    global_pooling: kernel = H x W (pad 0, stride 1). STOCHASTIC is GPU-only in Caffe and
+    not provided. Params: pool, kernel_size | kernel_h + kernel_w, pad | pad_h + pad_w,
+    stride | stride_h + stride_w, global_pooling, round_mode.
+    """
+    exact_bottoms = 1
+    min_tops, max_tops = 1, 2
+
+    def setup(self, bottom, top):
+        pool = self.layer_param.pooling_param
+        self.method, self.round_mode = pool.pool, pool.round_mode
+        if self.method == PoolMethod.Value('STOCHASTIC'):
+            self.fail('STOCHASTIC pooling exists only in Caffe\'s GPU code and is not '
+                      'provided; use MAX or AVE')
+        if len(top) > 1 and self.method != PoolMethod.Value('MAX'):
+            self.fail('only MAX pooling has a second top (the argmax mask); give one top')
+        self.global_pooling = pool.global_pooling
+        self.kernel = self._kernel(pool, bottom[0])
+        self.pad = self._pair(pool, 'pad')
+        self.stride = self._pair(pool, 'stride')
+        if min(self.stride) <= 0:
+            self.fail(f'stride must be positive, got {self.stride}')
+        if self.global_pooling and (any(self.pad) or self.stride != (1, 1)):
+            self.fail(f'global_pooling needs pad 0 and stride 1, got pad {self.pad} and '
+                      f'stride {self.stride}')
+        if any(p >= k for p, k in zip(self.pad, self.kernel)):
+            self.fail(f'pad {self.pad} must be smaller than the kernel {self.kernel}')
+
+    def _kernel(self, pool, blob):
+        has_size, has_hw = pool.HasField('kernel_size'), (pool.HasField('kernel_h')
+                                                          and pool.HasField('kernel_w'))
+        if self.global_pooling:
+            if has_size or pool.HasField('kernel_h') or pool.HasField('kernel_w'):
+                self.fail('with global_pooling the kernel is the whole bottom; remove '
+                          'kernel_size / kernel_h / kernel_w')
+            return (blob.height, blob.width)
+        if has_size == has_hw:
+            self.fail('give the kernel as kernel_size, or as both kernel_h and kernel_w '
+                      '(not both forms, and not only one of kernel_h/kernel_w)')
+        kernel = (pool.kernel_size,) * 2 if has_size else (pool.kernel_h, pool.kernel_w)
+        if min(kernel) <= 0:
+            self.fail(f'kernel dimensions must be positive, got {kernel}')
+        return kernel
+
+    def _pair(self, pool, name):
+        has_h, has_w = pool.HasField(name + '_h'), pool.HasField(name + '_w')
+        if has_h or has_w:
+            if pool.HasField(name) or not (has_h and has_w):
+                self.fail(f'give {name}, or both {name}_h and {name}_w, not a mix')
+            return (getattr(pool, name + '_h'), getattr(pool, name + '_w'))
+        return (getattr(pool, name),) * 2
+
+    def reshape(self, bottom, top):
+        blob = bottom[0]
+        if blob.num_axes != 4:
+            self.fail(f'the bottom must have 4 axes (num, channels, height, width), got '
+                      f'shape {blob.shape}')
+        if self.global_pooling:
+            self.kernel = (blob.height, blob.width)
+        self.in_size = blob.shape[2:]
+        self.pooled = tuple(self._pooled_size(i) for i in range(2))
+        self.tail = [(n - 1) * s + k - p - size for n, s, k, p, size in
+                     zip(self.pooled, self.stride, self.kernel, self.pad, self.in_size)]
+        for t in top:
+            t.reshape(blob.num, blob.channels, *self.pooled)
+
+    def _pooled_size(self, i):
+        size, k, p, s = self.in_size[i], self.kernel[i], self.pad[i], self.stride[i]
+        span = size + 2 * p - k
+        ceil = self.round_mode == RoundMode.Value('CEIL')
+        pooled = (-(-span // s) if ceil else span // s) + 1
+        if p and (pooled - 1) * s >= size + p:
+            pooled -= 1
+        axis = ('height', 'width')[i]
+        if pooled < 1:
+            self.fail(f'the {axis} {size} with pad {p} is too small for kernel {k} and '
+                      f'stride {s}: {pooled} outputs; pad the bottom or shrink the kernel')
+        if (pooled - 1) * s - p >= size:
+            self.fail(f'along the {axis} the last window starts at {(pooled - 1) * s - p}, '
+                      f'past the bottom (size {size}): Caffe would pool nothing there '
+                      f'(stride {s} > kernel {k}); use stride <= kernel or round_mode FLOOR')
+        return pooled
+
+    def _frame(self, x, fill):
+        """Pad (or crop, negative) H and W so the pooled windows tile it exactly."""
+        return F.pad(x, (self.pad[1], self.tail[1], self.pad[0], self.tail[0]), value=fill)
+
+    def _unframe(self, x):
+        return F.pad(x, (-self.pad[1], -self.tail[1], -self.pad[0], -self.tail[0]))
+
+    def forward(self, bottom, top):
+        x = bottom[0].data_tensor
+        if self.method == PoolMethod.Value('MAX'):
+            framed = self._frame(x, float('-inf'))
+            y, index = F.max_pool2d(framed, self.kernel, self.stride, return_indices=True)
+            width = framed.shape[3]
+            rows = torch.div(index, width, rounding_mode='floor')
+            self.argmax = ((rows - self.pad[0]) * self.in_size[1]
+                           + (index - rows * width - self.pad[1]))
+            if len(top) > 1:
+                top[1].data_tensor.copy_(self.argmax)
+        else:
+            sums = F.avg_pool2d(self._frame(x, 0.0), self.kernel, self.stride,
+                                divisor_override=1)
+            y = sums / self._divisor(x.device)
+        top[0].data_tensor.copy_(y)
+
+    def _divisor(self, device):
+        """Caffe's AVE pool_size: each window clipped at the padded bottom's end."""
+        sizes = []
+        for n, s, k, p, size in zip(self.pooled, self.stride, self.kernel, self.pad,
+                                    self.in_size):
+            start = torch.arange(n, device=device) * s - p
+            sizes.append(torch.clamp(start + k, max=size + p) - start)
+        return (sizes[0][:, None] * sizes[1][None, :]).to(torch.float32)
+
+    def backward(self, top, propagate_down, bottom):
+        if not propagate_down[0]:
+            return
+        dy, dx = top[0].diff_tensor, bottom[0].diff_tensor
+        num, channels = dx.shape[:2]
+        if self.method == PoolMethod.Value('MAX'):
+            # Caffe reads the mask top when there is one, so edits to it take effect.
+            index = top[1].data_tensor.long() if len(top) > 1 else self.argmax
+            dx.zero_()
+            dx.view(num * channels, -1).scatter_add_(
+                1, index.reshape(num * channels, -1), dy.reshape(num * channels, -1))
+            return
+        framed = torch.empty(num, channels, *[(n - 1) * s + k for n, s, k in
+                                              zip(self.pooled, self.stride, self.kernel)],
+                             device=dx.device)
+        grad = torch.ops.aten.avg_pool2d_backward(
+            dy / self._divisor(dy.device), framed, list(self.kernel), list(self.stride),
+            [0, 0], False, True, 1)
+        dx.copy_(self._unframe(grad))
+
+
+@register('LRN')
+class LRNLayer(Layer):
+    """Local response normalization of a (N, C, H, W) bottom; top has its shape.
+
+    ACROSS_CHANNELS: scale = k + alpha / n * sum of x^2 over the n = local_size channels
+    centred on c (zero beyond the edges). WITHIN_CHANNEL (Caffe composes it from Power,
+    AVE Pooling with pad (n - 1) / 2 and Eltwise): scale = 1 + alpha / n^2 * sum of x^2
+    over the n x n zero-padded window, the pooling divisor being n^2 everywhere; `k` is
+    not used there, as in Caffe. top = x * scale^-beta.
+    Backward: bottom diff = top_diff * scale^-beta
+        - 2 alpha beta / m * x * window_sum(top_diff * top / scale), m = n or n^2.
+    Params: local_size (odd), alpha, beta, k, norm_region.
+    """
+    exact_bottoms = exact_tops = 1
+
+    def setup(self, bottom, top):
+        lrn = self.layer_param.lrn_param
+        self.size = lrn.local_size
+        if self.size % 2 != 1:
+            self.fail(f'local_size must be odd, got {self.size}')
+        self.alpha, self.beta = lrn.alpha, lrn.beta
+        self.across = lrn.norm_region == NormRegion.Value('ACROSS_CHANNELS')
+        self.shift, self.window = (lrn.k, self.size) if self.across else (1.0, self.size ** 2)
+
+    def reshape(self, bottom, top):
+        if bottom[0].num_axes != 4:
+            self.fail(f'the bottom must have 4 axes (num, channels, height, width), got '
+                      f'shape {bottom[0].shape}')
+        top[0].reshape(*bottom[0].shape)
+
+    def _window_sum(self, t):
+        """Sum over the local window (channels or H x W), zero beyond the edges."""
+        half = (self.size - 1) // 2
+        if not self.across:
+            return F.avg_pool2d(t, self.size, 1, half, divisor_override=1)
+        num, channels, height, width = t.shape
+        summed = F.avg_pool2d(t.reshape(num, 1, channels, height * width), (self.size, 1),
+                              1, (half, 0), divisor_override=1)
+        return summed.reshape(t.shape)
+
+    def forward(self, bottom, top):
+        x = bottom[0].data_tensor
+        self.scale = self._window_sum(x * x).mul_(self.alpha / self.window).add_(self.shift)
+        torch.mul(x, self.scale.pow(-self.beta), out=top[0].data_tensor)
+
+    def backward(self, top, propagate_down, bottom):
+        if not propagate_down[0]:
+            return
+        x, y, dy = bottom[0].data_tensor, top[0].data_tensor, top[0].diff_tensor
+        ratio = self._window_sum(dy * y / self.scale)
+        factor = 2.0 * self.alpha * self.beta / self.window
+        bottom[0].diff_tensor.copy_(dy * self.scale.pow(-self.beta) - factor * x * ratio)
+
+
+@register('Crop')
+class CropLayer(Layer):
+    """Crops bottom[0] to bottom[1]'s shape on the axes from `axis` on.
+
+    bottom[0]: the data; bottom[1]: only its shape is used. top: bottom[0]'s shape before
+    `axis`, bottom[1]'s from `axis` on; top = bottom[0][..., offset : offset + size, ...].
+    Params: axis (default 2), offset: none (0), one for every cropped axis, or one per
+    cropped axis. Backward: bottom[0] diff is the top diff placed at the offsets, zero
+    elsewhere; nothing goes to bottom[1].
+    """
+    exact_bottoms, exact_tops = 2, 1
+
+    def setup(self, bottom, top):
+        crop = self.layer_param.crop_param
+        self.axis = self.canonical_axis(bottom[0], crop.axis, 'crop axis')
+        cropped = bottom[0].num_axes - self.axis
+        if len(crop.offset) > 1 and len(crop.offset) != cropped:
+            self.fail(f'give one offset, or one per cropped axis: {len(crop.offset)} '
+                      f'offsets for the {cropped} axes from axis {self.axis} of a bottom '
+                      f'of shape {bottom[0].shape}')
+
+    def reshape(self, bottom, top):
+        offsets = list(self.layer_param.crop_param.offset) or [0]
+        data, ref = bottom[0].shape, bottom[1].shape
+        if len(ref) < len(data):
+            self.fail(f'bottom[1] of shape {ref} has fewer axes than bottom[0] {data}')
+        self.slices = [slice(None)] * self.axis
+        for i, size in enumerate(data[self.axis:], self.axis):
+            offset = offsets[0] if len(offsets) == 1 else offsets[i - self.axis]
+            if size - offset < ref[i]:
+                self.fail(f'the crop on axis {i} is out of bounds: offset {offset} + size '
+                          f'{ref[i]} > bottom[0] size {size}')
+            self.slices.append(slice(offset, offset + ref[i]))
+        top[0].reshape(*(data[:self.axis] + ref[self.axis:len(data)]))
+
+    def forward(self, bottom, top):
+        top[0].data_tensor.copy_(bottom[0].data_tensor[tuple(self.slices)])
+
+    def backward(self, top, propagate_down, bottom):
+        if propagate_down[0]:
+            diff = bottom[0].diff_tensor
+            diff.zero_()
+            diff[tuple(self.slices)] = top[0].diff_tensor
