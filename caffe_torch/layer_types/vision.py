@@ -122,8 +122,9 @@ class _BaseConvolution(Layer):
         bias = self.blobs[1].data_tensor if self.bias_term else None
         for x_blob, y_blob in zip(bottom, top):
             x = x_blob.data_tensor.reshape(self._batched(x_blob.shape))
-            y = torch.ops.aten.convolution(x, weight, bias, *self._conv_args())
-            y_blob.data_tensor.copy_(y.reshape(y_blob.shape))
+            # Writing straight into the top's memory saves a copy and fresh pages.
+            y = y_blob.data_tensor.view(self._batched(y_blob.shape))
+            torch.ops.aten.convolution.out(x, weight, bias, *self._conv_args(), out=y)
 
     def backward(self, top, propagate_down, bottom):
         weight = self.blobs[0].data_tensor
@@ -136,10 +137,17 @@ class _BaseConvolution(Layer):
                 continue
             dy = y_blob.diff_tensor.reshape(self._batched(y_blob.shape))
             x = x_blob.data_tensor.reshape(self._batched(x_blob.shape))
-            dx, dw, db = torch.ops.aten.convolution_backward(
-                dy, x, weight, bias_sizes, *self._conv_args(), mask)
-            if mask[0]:
-                x_blob.diff_tensor.copy_(dx.reshape(x_blob.shape))
+            if all(mask):  # the common case: the bottom diff goes straight into place
+                dx = x_blob.diff_tensor.view(x.shape)
+                dw, db = torch.empty_like(weight), torch.empty(self.num_output, device=dy.device)
+                torch.ops.aten.convolution_backward.out(
+                    dy, x, weight, bias_sizes, *self._conv_args(), mask,
+                    out0=dx, out1=dw, out2=db)
+            else:
+                dx, dw, db = torch.ops.aten.convolution_backward(
+                    dy, x, weight, bias_sizes, *self._conv_args(), mask)
+                if mask[0]:
+                    x_blob.diff_tensor.copy_(dx.reshape(x_blob.shape))
             if need_weight:
                 self.blobs[0].diff_tensor.add_(dw)
             if need_bias:
@@ -267,8 +275,24 @@ class PoolingLayer(Layer):
         self.pooled = tuple(self._pooled_size(i) for i in range(2))
         self.tail = [(n - 1) * s + k - p - size for n, s, k, p, size in
                      zip(self.pooled, self.stride, self.kernel, self.pad, self.in_size)]
+        self.native = all(self._torch_agrees(i) for i in range(2))
         for t in top:
             t.reshape(blob.num, blob.channels, *self.pooled)
+
+    def _torch_agrees(self, i):
+        """Whether torch's own pooling has Caffe's windows on this axis (the fast path):
+        torch needs pad <= kernel / 2 and sizes its output by the same ceil/floor rule,
+        except that it also drops a last window starting in the padding when pad is 0."""
+        size, k, p, s = self.in_size[i], self.kernel[i], self.pad[i], self.stride[i]
+        ceil = self.round_mode == RoundMode.Value('CEIL')
+        out = (size + 2 * p - k + (s - 1 if ceil else 0)) // s + 1
+        if ceil and (out - 1) * s >= size + p:
+            out -= 1
+        return 2 * p <= k and out == self.pooled[i]
+
+    def _torch_args(self):
+        ceil = self.round_mode == RoundMode.Value('CEIL')
+        return list(self.kernel), list(self.stride), list(self.pad), ceil
 
     def _pooled_size(self, i):
         size, k, p, s = self.in_size[i], self.kernel[i], self.pad[i], self.stride[i]
@@ -295,6 +319,8 @@ class PoolingLayer(Layer):
         return F.pad(x, (-self.pad[1], -self.tail[1], -self.pad[0], -self.tail[0]))
 
     def forward(self, bottom, top):
+        if self.native:
+            return self._forward_native(bottom, top)
         x = bottom[0].data_tensor
         if self.method == PoolMethod.Value('MAX'):
             framed = self._frame(x, float('-inf'))
@@ -320,9 +346,36 @@ class PoolingLayer(Layer):
             sizes.append(torch.clamp(start + k, max=size + p) - start)
         return (sizes[0][:, None] * sizes[1][None, :]).to(torch.float32)
 
+    def _forward_native(self, bottom, top):
+        """torch's kernels, writing into the top: the same windows and first maxima."""
+        x, y = bottom[0].data_tensor, top[0].data_tensor
+        kernel, stride, pad, ceil = self._torch_args()
+        if self.method == PoolMethod.Value('MAX'):
+            if getattr(self, 'argmax', None) is None or self.argmax.shape != y.shape:
+                self.argmax = torch.empty(y.shape, dtype=torch.long, device=y.device)
+            torch.ops.aten.max_pool2d_with_indices.out(
+                x, kernel, stride, pad, [1, 1], ceil, out=y, indices=self.argmax)
+            if len(top) > 1:
+                top[1].data_tensor.copy_(self.argmax)
+        else:
+            torch.ops.aten.avg_pool2d.out(x, kernel, stride, pad, ceil, True, None, out=y)
+
+    def _backward_native(self, top, bottom):
+        x, dy, dx = bottom[0].data_tensor, top[0].diff_tensor, bottom[0].diff_tensor
+        kernel, stride, pad, ceil = self._torch_args()
+        if self.method == PoolMethod.Value('MAX'):
+            index = top[1].data_tensor.long() if len(top) > 1 else self.argmax
+            torch.ops.aten.max_pool2d_with_indices_backward.grad_input(
+                dy, x, kernel, stride, pad, [1, 1], ceil, index, grad_input=dx)
+        else:
+            torch.ops.aten.avg_pool2d_backward.grad_input(
+                dy, x, kernel, stride, pad, ceil, True, None, grad_input=dx)
+
     def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:
             return
+        if self.native:
+            return self._backward_native(top, bottom)
         dy, dx = top[0].diff_tensor, bottom[0].diff_tensor
         num, channels = dx.shape[:2]
         if self.method == PoolMethod.Value('MAX'):
