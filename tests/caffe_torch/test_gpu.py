@@ -1,5 +1,4 @@
 """GPU mode: the golden cases on CUDA, and host/device memory kept in sync."""
-import numpy as np
 import pytest
 import torch
 

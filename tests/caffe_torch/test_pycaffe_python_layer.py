@@ -1,7 +1,6 @@
 """pycaffe's test_python_layer and test_python_layer_with_param_str, through a Net."""
 import textwrap
 
-import numpy as np
 import pytest
 
 import caffe_torch as caffe
