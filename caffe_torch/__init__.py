@@ -14,3 +14,6 @@ from caffe_torch.proto import caffe_pb2  # noqa: F401
 TRAIN = caffe_pb2.TRAIN
 TEST = caffe_pb2.TEST
 from caffe_torch.net import Net  # noqa: E402,F401
+from caffe_torch.sgd_solvers import (AdaDeltaSolver, AdaGradSolver,  # noqa: E402,F401
+                                     AdamSolver, NesterovSolver, RMSPropSolver, SGDSolver,
+                                     get_solver)

@@ -75,8 +75,16 @@ def read_net_binary(path):
 
 
 def read_solver(path):
-    """Read a solver prototxt and upgrade the deprecated solver_type enum."""
-    return upgrade_solver(read_prototxt(path, caffe_pb2.SolverParameter), str(path))
+    """Read a solver prototxt as Caffe does: upgrade the deprecated solver_type enum, and
+    default snapshot_prefix to the solver file's path without extension (or, when the
+    prefix names a folder, to that folder plus the file's stem)."""
+    solver = upgrade_solver(read_prototxt(path, caffe_pb2.SolverParameter), str(path))
+    stem = os.path.splitext(os.fspath(path))[0]
+    if not solver.HasField('snapshot_prefix'):
+        solver.snapshot_prefix = stem
+    elif os.path.isdir(solver.snapshot_prefix):
+        solver.snapshot_prefix = os.path.join(solver.snapshot_prefix, os.path.basename(stem))
+    return solver
 
 
 def atomic_write(path, data):

@@ -1,0 +1,111 @@
+"""Solver snapshots: the weights and the solver state, in Caffe's two formats.
+
+BINARYPROTO: <prefix>_iter_<N>.caffemodel (NetParameter) and <prefix>_iter_<N>.solverstate
+(SolverState: iter, learned_net = the caffemodel's path, current_step, one history
+BlobProto per history blob). HDF5: <prefix>_iter_<N>.caffemodel.h5 (Net.save_hdf5) and
+.solverstate.h5 holding the datasets iter, learned_net, current_step and history/<i>.
+Restoring reads the format from the file name (.h5 or not), as Caffe does.
+"""
+import os
+
+import h5py
+import numpy as np
+import torch
+
+from caffe_torch import formats, io
+from caffe_torch.errors import CaffemodelError
+from caffe_torch.proto import caffe_pb2
+
+HDF5 = caffe_pb2.SolverParameter.HDF5
+
+
+def snapshot_filename(solver, extension):
+    return f'{solver.param.snapshot_prefix}_iter_{solver.iter}{extension}'
+
+
+def snapshot(solver):
+    """Weights first, then the state that points at them; returns the state's path."""
+    h5 = solver.param.snapshot_format == HDF5
+    model = snapshot_filename(solver, '.caffemodel.h5' if h5 else '.caffemodel')
+    state = snapshot_filename(solver, '.solverstate.h5' if h5 else '.solverstate')
+    folder = os.path.dirname(model)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    if h5:
+        solver.net.save_hdf5(model, write_diff=solver.param.snapshot_diff)
+        _write_state_hdf5(solver, model, state)
+    else:
+        solver.net.save(model, write_diff=solver.param.snapshot_diff)
+        formats.write_binaryproto(_state_proto(solver, model), state)
+    from caffe_torch.solver import log
+    log.info('Snapshotting to %s and %s', model, state)
+    return state
+
+
+def _state_proto(solver, model):
+    state = caffe_pb2.SolverState(iter=solver.iter, learned_net=model,
+                                  current_step=solver.current_step)
+    for blob in solver.history:
+        state.history.append(io.array_to_blobproto(blob.data))
+    return state
+
+
+def _write_state_hdf5(solver, model, path):
+    tmp = f'{path}.tmp{os.getpid()}'
+    try:
+        with h5py.File(tmp, 'w') as f:
+            f['iter'] = np.array([solver.iter], np.int32)
+            f['learned_net'] = model
+            f['current_step'] = np.array([solver.current_step], np.int32)
+            history = f.create_group('history')
+            for i, blob in enumerate(solver.history):
+                history[str(i)] = blob.data
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def restore(solver, path):
+    """Load iteration, lr step, history and (through learned_net) the weights."""
+    path = os.fspath(path)
+    if path.endswith('.h5'):
+        it, model, step, history = _read_state_hdf5(path)
+    else:
+        state = formats.read_binaryproto(path, caffe_pb2.SolverState)
+        it, model, step = state.iter, state.learned_net, state.current_step
+        history = [io.blobproto_to_array(b) for b in state.history]
+    if len(history) != len(solver.history):
+        raise CaffemodelError(
+            f'{path}: {len(history)} history blobs, but this {solver.type} solver keeps '
+            f'{len(solver.history)} for this net; is it the same net and solver type?')
+    if model:
+        solver.net.copy_from(_locate(model, path))
+    for i, (blob, values) in enumerate(zip(solver.history, history)):
+        if values.size != blob.count:
+            raise CaffemodelError(f'{path}: history blob {i} has shape {values.shape}, '
+                                  f'the parameter {blob.shape}; not this net\'s state')
+        blob.data_tensor.copy_(torch.from_numpy(
+            np.ascontiguousarray(values, np.float32).reshape(blob.shape)))
+    solver.iter, solver.current_step = int(it), int(step)
+
+
+def _read_state_hdf5(path):
+    with h5py.File(path, 'r') as f:
+        history = [np.asarray(f['history'][str(i)]) for i in range(len(f['history']))]
+        model = f['learned_net'][()]
+        model = model.decode() if isinstance(model, bytes) else str(model)
+        return int(np.ravel(f['iter'])[0]), model, int(np.ravel(f['current_step'])[0]), \
+            history
+
+
+def _locate(model, state_path):
+    """learned_net as written (relative to where training ran), else beside the state."""
+    if os.path.exists(model):
+        return model
+    beside = os.path.join(os.path.dirname(state_path), os.path.basename(model))
+    if os.path.exists(beside):
+        return beside
+    raise FileNotFoundError(f'{state_path}: its weights file {model} is missing (also '
+                            f'looked for {beside}); copy the .caffemodel next to the '
+                            f'.solverstate')
