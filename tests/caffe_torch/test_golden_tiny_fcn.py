@@ -1,5 +1,6 @@
 """The small FCN recorded from BVLC Caffe: one forward and backward, blob for blob."""
 import numpy as np
+import pytest
 
 import caffe_torch as caffe
 from golden_check import TINY_FCN, rel_error, tiny_fcn_env
@@ -23,3 +24,58 @@ def test_tiny_fcn_forward_backward_matches_caffe(monkeypatch):
             assert rel_error(net.params[layer][int(index)].diff, golden[key]) < 1e-5, key
     assert {k.split('/', 1)[1] for k in golden.files if k.startswith('data/')} == \
         set(net.blobs)
+
+
+RUNS = [('sgd', 4), ('sgd_step_itersize', 4), ('adam', 3)]
+
+
+def _solver(name):
+    solver = caffe.get_solver(f'tiny_fcn/solver_{name}.prototxt')
+    solver.net.copy_from('tiny_fcn/weights.caffemodel')
+    return solver
+
+
+def _params(net):
+    return {f'{layer}/{i}': blob.data.copy() for layer, blobs in net.params.items()
+            for i, blob in enumerate(blobs)}
+
+
+@pytest.mark.parametrize('name, steps', RUNS)
+def test_solver_trajectory_matches_caffe(monkeypatch, name, steps):
+    """Weight changes and losses after each step(1) equal Caffe's (SGD, step+iter_size, Adam)."""
+    tiny_fcn_env(monkeypatch)
+    trajectory = np.load(TINY_FCN / f'trajectory_{name}.npz')
+    solver = _solver(name)
+    start = _params(solver.net)
+    for step in range(1, steps + 1):
+        solver.step(1)
+        assert solver.iter == step
+        assert float(solver.net.blobs['loss'].data) == pytest.approx(
+            float(trajectory[f'loss/{step}']), rel=1e-5)
+        for key, value in _params(solver.net).items():
+            caffe_change = trajectory[f'step{step}/{key}'] - start[key]
+            assert rel_error(value - start[key], caffe_change) < 1e-4, (step, key)
+
+
+@pytest.mark.parametrize('name, steps', RUNS)
+def test_caffe_snapshot_restores_and_continues(monkeypatch, name, steps):
+    """Caffe's own .solverstate/.caffemodel restore into our solver, history included,
+    and training continues as our straight-through run does."""
+    tiny_fcn_env(monkeypatch)
+    trajectory = np.load(TINY_FCN / f'trajectory_{name}.npz')
+    restored = _solver(name)
+    restored.restore(f'tiny_fcn/caffe_{name}_iter_{steps}.solverstate')
+    assert restored.iter == steps
+    for key, value in _params(restored.net).items():
+        np.testing.assert_array_equal(value, trajectory[f'step{steps}/{key}'])
+    straight = _solver(name)
+    straight.step(steps)
+    for ours, theirs in zip(straight.history, restored.history):
+        assert rel_error(ours.data, theirs.data) < 1e-4
+    assert straight.current_step == restored.current_step
+    restored.step(2)
+    straight.step(2)
+    for key, value in _params(restored.net).items():
+        ref = _params(straight.net)[key]
+        base = trajectory[f'step{steps}/{key}']
+        assert rel_error(value - base, ref - base) < 1e-3, key
