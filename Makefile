@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PYTEST_FLAGS ?= -q
 
-.PHONY: help install test smoke proto check-proto lint clean
+.PHONY: help install test test-gpu smoke bench proto check-proto lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -11,8 +11,14 @@ help:  ## list the targets
 install:  ## install the toolkit and its test dependencies (CPU torch 2.13.0)
 	$(PYTHON) -m pip install -q -e '.[test]'
 
-test:  ## run the test suite on the CPU
+test: lint  ## run the size budget and the test suite on the CPU
 	$(PYTHON) -m pytest $(PYTEST_FLAGS) tests
+
+test-gpu:  ## run the GPU-marked tests (needs CUDA)
+	$(PYTHON) -m pytest $(PYTEST_FLAGS) -m gpu tests
+
+bench:  ## engine vs direct PyTorch: FCN-8s 500x500 time and peak memory (minutes)
+	$(PYTHON) benchmarks/fcn_bench.py --size 500 --repeat 2
 
 smoke:  ## write a V1 net + caffemodel, upgrade and round-trip them (until `make demo` exists)
 	$(PYTHON) -m caffe_torch.tools.smoke out/smoke
@@ -24,8 +30,8 @@ proto:  ## regenerate caffe_torch/proto/caffe_pb2.py from caffe.proto (needs grp
 check-proto: proto  ## regenerate caffe_pb2.py and fail if it differs from the committed one
 	git diff --exit-code caffe_torch/proto/caffe_pb2.py
 
-lint:  ## enforce the size budget: modules of at most 400 lines
-	$(PYTHON) -m caffe_torch.tools.size_budget caffe_torch tests
+lint:  ## enforce the size budget: library modules of at most 400 lines
+	$(PYTHON) -m caffe_torch.tools.size_budget caffe_torch benchmarks
 
 clean:  ## remove caches and outputs
 	rm -rf out .pytest_cache build *.egg-info

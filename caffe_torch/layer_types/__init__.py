@@ -1,3 +1,3 @@
 """Built-in layer types, registered in caffe_torch.layer_factory on import."""
 from caffe_torch.layer_types import (common, data, elementwise, loss, neuron,  # noqa: F401
-                                     python_layer, vision)
+                                     pooling, python_layer, vision)
