@@ -8,8 +8,8 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
-install:  ## install the toolkit and its test dependencies (CPU torch 2.13.0)
-	$(PYTHON) -m pip install -q -e '.[test]'
+install:  ## install the toolkit, its test tools and protoc (CPU torch 2.13.0)
+	$(PYTHON) -m pip install -q -e '.[test,proto]'
 
 test: lint  ## run the size budget and the test suite on the CPU
 	$(PYTHON) -m pytest $(PYTEST_FLAGS) tests

@@ -1,5 +1,5 @@
 """Smoke job: a V1-format VGG-style classifier and its caffemodel, written, upgraded to the
-current format and read back, with a table of what was carried over.
+current format, read back and run by the engine, with a table of what was carried over.
 
 This stands in for `make demo` until the demo pipeline exists. It exercises what loading
 the ILSVRC VGG16 files needs: V1 `layers` with enum types and blobs_lr/weight_decay, legacy
@@ -99,9 +99,19 @@ def main(args):
         print(f'{layer.name:10s} {layer.type:14s} {mults:10s} {shapes}')
     print(f'input layer: {net.layer[0].name} ({net.layer[0].type}) '
           f'shape {list(net.layer[0].input_param.shape[0].dim)}')
-    print(f'smoke: {len(net.layer)} layers upgraded from V1 and round-tripped; '
+    probs = _run_engine(paths)
+    print(f'engine forward: prob sums to {probs.sum():.6f}, top class {probs.argmax()}')
+    print(f'smoke: {len(net.layer)} layers upgraded from V1, round-tripped and run; '
           f'files in {args.out}')
     return 0
+
+
+def _run_engine(paths):
+    """Load the V1 files themselves into the engine (upgraded on read) and classify."""
+    import caffe_torch as caffe
+    engine = caffe.Net(paths['v1.prototxt'], caffe.TEST, weights=paths['v1.caffemodel'])
+    image = np.random.RandomState(1).uniform(-1, 1, INPUT_DIM).astype(np.float32)
+    return engine.forward(data=image)['prob'][0]
 
 
 def get_args_parser():
