@@ -36,21 +36,30 @@ class Net(ParamRegistry):
             phase = args[0]
         elif args:
             raise TypeError('Net(prototxt, phase) or Net(prototxt, weights, phase)')
-        if phase not in (caffe_pb2.TRAIN, caffe_pb2.TEST):
-            raise ValueError(f'Net phase must be caffe.TRAIN (0) or caffe.TEST (1), got '
-                             f'{phase!r}')
-        self.source = str(network_file) if not isinstance(
-            network_file, caffe_pb2.NetParameter) else '<NetParameter>'
-        param = _read_param(network_file)
-        param.state.phase, param.state.level = phase, level
-        param.state.ClearField('stage')
-        param.state.stage.extend(stages or [])
-        self.phase = phase
+        if isinstance(network_file, caffe_pb2.NetParameter) and phase is None:
+            # Net::Net(const NetParameter&): the message's own state, as the solver sets it
+            param, self.source = _read_param(network_file), '<NetParameter>'
+        else:
+            param, self.source = self._with_state(network_file, phase, level, stages)
+        self.phase = param.state.phase
         self._init(param)
         if weights is not None:
             self.copy_from(weights)
         self._before_forward, self._after_forward = [], []
         self._before_backward, self._after_backward = [], []
+
+    @staticmethod
+    def _with_state(network_file, phase, level, stages):
+        """Net::Net(file, phase, level, stages): the file's stages plus the given ones."""
+        if phase not in (caffe_pb2.TRAIN, caffe_pb2.TEST):
+            raise ValueError(f'Net phase must be caffe.TRAIN (0) or caffe.TEST (1), got '
+                             f'{phase!r}')
+        param = _read_param(network_file)
+        param.state.phase, param.state.level = phase, level
+        param.state.stage.extend(stages or [])
+        source = '<NetParameter>' if isinstance(network_file, caffe_pb2.NetParameter) \
+            else str(network_file)
+        return param, source
 
     # -- construction ----------------------------------------------------------------------
     def _init(self, in_param):

@@ -166,6 +166,7 @@ class _AdaptiveSolver(SGDSolver):
     """Solvers that refuse momentum (Caffe checks momentum == 0 for these)."""
 
     def check_param(self):
+        super().check_param()
         if self.param.momentum != 0:
             raise CaffeError(f'{self.source}: momentum cannot be used with {self.type}; '
                              f'remove it (got {self.param.momentum})')
@@ -187,8 +188,8 @@ class RMSPropSolver(_AdaptiveSolver):
 
     def check_param(self):
         super().check_param()
-        if not 0 <= self.param.rms_decay <= 1:
-            raise CaffeError(f'{self.source}: rms_decay must lie in [0, 1], got '
+        if not 0 <= self.param.rms_decay < 1:
+            raise CaffeError(f'{self.source}: rms_decay must lie in [0, 1), got '
                              f'{self.param.rms_decay}')
 
     def compute_update_value(self, i, diff, local_rate):

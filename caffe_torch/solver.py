@@ -55,8 +55,8 @@ class Solver:
         self.check_param()
         if self.param.random_seed >= 0:
             mode.set_random_seed(self.param.random_seed)
-        self.net = Net(self._train_net_param(), caffe_pb2.TRAIN)
-        self.test_nets = [Net(p, caffe_pb2.TEST) for p in self._test_net_params()]
+        self.net = Net(self._train_net_param())
+        self.test_nets = [Net(p) for p in self._test_net_params()]
         for weights in self.param.weights:
             for net in [self.net] + self.test_nets:
                 net.copy_from(weights)
@@ -69,7 +69,10 @@ class Solver:
                         for p in self.net.learnable_params]
 
     def check_param(self):
-        """Refuse settings the solver type cannot use (overridden per type)."""
+        """Refuse settings the solver cannot use (types add their own checks)."""
+        if self.param.average_loss < 1:
+            raise CaffeError(f'{self.source}: average_loss should be at least 1, got '
+                             f'{self.param.average_loss}')
 
     # -- nets ------------------------------------------------------------------------------
     def _train_net_param(self):
@@ -225,13 +228,14 @@ class Solver:
             scores = values if scores is None else [s + v for s, v in zip(scores, values)]
         if self.param.test_compute_loss:
             log.info('Test loss: %g', loss / iters)
-        means = {}
+        means, index = {}, 0
         for name, total in zip(net.outputs, scores or []):
             weight = net.blob_loss_weights[name]
             means[name] = total / iters
             for value in means[name]:
                 extra = f' (* {weight:g} = {weight * value:g} loss)' if weight else ''
-                log.info('    Test net output #%d: %s = %g%s', test_net_id, name, value, extra)
+                log.info('    Test net output #%d: %s = %g%s', index, name, value, extra)
+                index += 1
         return means
 
     def _log_train(self, lapse, per_s):

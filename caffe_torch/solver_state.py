@@ -67,7 +67,11 @@ def _write_state_hdf5(solver, model, path):
 
 
 def restore(solver, path):
-    """Load iteration, lr step, history and (through learned_net) the weights."""
+    """Load iteration, lr step, history and (through learned_net) the weights.
+
+    Everything is read and checked before anything changes, so a state that does not fit
+    this solver leaves it as it was.
+    """
     path = os.fspath(path)
     if path.endswith('.h5'):
         it, model, step, history = _read_state_hdf5(path)
@@ -75,22 +79,35 @@ def restore(solver, path):
         state = formats.read_binaryproto(path, caffe_pb2.SolverState)
         it, model, step = state.iter, state.learned_net, state.current_step
         history = [io.blobproto_to_array(b) for b in state.history]
+    _check_history(solver, path, history)
+    if model:
+        solver.net.copy_from(_locate(model, path))
+    for blob, values in zip(solver.history, history):
+        blob.data_tensor.copy_(torch.from_numpy(np.ascontiguousarray(values, np.float32)))
+    solver.iter, solver.current_step = int(it), int(step)
+
+
+def _check_history(solver, path, history):
     if len(history) != len(solver.history):
         raise CaffemodelError(
             f'{path}: {len(history)} history blobs, but this {solver.type} solver keeps '
             f'{len(solver.history)} for this net; is it the same net and solver type?')
-    if model:
-        solver.net.copy_from(_locate(model, path))
     for i, (blob, values) in enumerate(zip(solver.history, history)):
-        if values.size != blob.count:
-            raise CaffemodelError(f'{path}: history blob {i} has shape {values.shape}, '
-                                  f'the parameter {blob.shape}; not this net\'s state')
-        blob.data_tensor.copy_(torch.from_numpy(
-            np.ascontiguousarray(values, np.float32).reshape(blob.shape)))
-    solver.iter, solver.current_step = int(it), int(step)
+        if tuple(values.shape) != tuple(blob.shape):
+            raise CaffemodelError(f'{path}: history blob {i} has shape {values.shape}, the '
+                                  f'parameter {blob.shape}; not this net\'s state')
 
 
 def _read_state_hdf5(path):
+    try:
+        return _read_hdf5_fields(path)
+    except (OSError, KeyError) as e:
+        raise CaffemodelError(f'{path}: not a readable HDF5 solverstate ({e}); the file is '
+                              f'truncated or of another kind. Restore from an earlier '
+                              f'snapshot.') from None
+
+
+def _read_hdf5_fields(path):
     with h5py.File(path, 'r') as f:
         history = [np.asarray(f['history'][str(i)]) for i in range(len(f['history']))]
         model = f['learned_net'][()]

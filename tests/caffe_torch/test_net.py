@@ -349,3 +349,18 @@ def test_catch_bad_phase(net_file):
     """The phase must be TRAIN or TEST."""
     with pytest.raises(ValueError, match='caffe.TRAIN'):
         caffe.Net(net_file, 'train')
+
+
+def test_net_keeps_the_prototxt_stages(tmp_path):
+    """Net(file, phase, stages=...) adds to the stages the file's NetState names."""
+    net = _net(tmp_path, "state { stage: 'A' }\n" + STATES, caffe.TEST, stages=['B'])
+    assert net.outputs == sorted(['NoLevel', 'Level0Only', 'AorB', 'AandB'])
+
+
+def test_net_from_netparameter_keeps_its_state():
+    """A NetParameter with no phase argument is built in the state it carries."""
+    param = caffe.caffe_pb2.NetParameter()
+    from google.protobuf import text_format
+    text_format.Merge(STATES, param)
+    param.state.phase, param.state.level = caffe.TEST, 1
+    assert caffe.Net(param).outputs == sorted(['NoLevel', 'Level1Only', 'NotA'])
