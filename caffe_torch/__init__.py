@@ -2,7 +2,7 @@
 
 Use it where pycaffe is used: `import caffe_torch as caffe`. The names below are pycaffe's.
 """
-from caffe_torch import io  # noqa: F401
+from caffe_torch import io, logs  # noqa: F401
 from caffe_torch.blob import Blob  # noqa: F401
 from caffe_torch.layer import Layer  # noqa: F401
 from caffe_torch.layer_factory import layer_type_list  # noqa: F401
@@ -17,3 +17,5 @@ from caffe_torch.net import Net  # noqa: E402,F401
 from caffe_torch.sgd_solvers import (AdaDeltaSolver, AdaGradSolver,  # noqa: E402,F401
                                      AdamSolver, NesterovSolver, RMSPropSolver, SGDSolver,
                                      get_solver)
+
+logs.install()
