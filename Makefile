@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PYTEST_FLAGS ?= -q
 
-.PHONY: help install test test-gpu smoke bench proto check-proto lint clean
+.PHONY: help install test test-gpu smoke bench nets check-nets proto check-proto lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -23,6 +23,12 @@ bench:  ## engine vs direct PyTorch: FCN-8s 500x500 time and peak memory (minute
 smoke:  ## write a V1 net + caffemodel, upgrade and round-trip them (until `make demo` exists)
 	$(PYTHON) -m caffe_torch.tools.smoke out/smoke
 
+nets:  ## regenerate every model's prototxts and README under nets/
+	$(PYTHON) -m nets.generate
+
+check-nets:  ## fail if nets/ differs from what its builders generate
+	$(PYTHON) -m nets.generate --check
+
 proto:  ## regenerate caffe_torch/proto/caffe_pb2.py from caffe.proto (needs grpcio-tools)
 	$(PYTHON) -m grpc_tools.protoc -I caffe_torch/proto --python_out=caffe_torch/proto \
 	  caffe_torch/proto/caffe.proto
@@ -31,7 +37,7 @@ check-proto: proto  ## regenerate caffe_pb2.py and fail if it differs from the c
 	git diff --exit-code caffe_torch/proto/caffe_pb2.py
 
 lint:  ## enforce the size budget: library modules of at most 400 lines
-	$(PYTHON) -m caffe_torch.tools.size_budget caffe_torch benchmarks
+	$(PYTHON) -m caffe_torch.tools.size_budget caffe_torch benchmarks nets data_layers solve
 
 clean:  ## remove caches and outputs
 	rm -rf out .pytest_cache build *.egg-info

@@ -147,7 +147,14 @@ def coord_map(fn):
     if fn.type_name == 'Crop':
         axis, offset = crop_params(fn)
         return axis - 1, 1, -offset  # the crop axis is the first spatial one
+    if fn.type_name == 'Concat' and _concat_axis(fn) == 1:
+        return None, 1, 0  # stacking channels moves no pixel (GoogLeNet's inceptions)
     raise UndefinedMapException('%s has no coordinate map' % _layer_text(fn))
+
+
+def _concat_axis(fn):
+    params = _spatial_params(fn, 'concat_param')
+    return params.get('axis', params.get('concat_dim', 1))
 
 
 def compose(base_map, next_map):
@@ -177,9 +184,11 @@ def inverse(coord_map):
 # --- walking the graph ---------------------------------------------------------------
 
 def _mappable_bottoms(top):
-    """Bottoms whose coordinates map to `top`: all, except a Crop's reference bottom."""
+    """Bottoms whose coordinates map to `top`: all, except a Crop's reference bottom; a
+    channel Concat is walked through its first bottom (its bottoms share one geometry
+    only if the net was built that way, which the first one stands for)."""
     bottoms = top.fn.inputs
-    return bottoms[:1] if top.fn.type_name == 'Crop' else bottoms
+    return bottoms[:1] if top.fn.type_name in ('Crop', 'Concat') else bottoms
 
 
 def _step_back(maps, top, frontier, stops):
@@ -241,7 +250,8 @@ def _unconnected_message(top_from, top_to, stops):
                % (', '.join(sorted(stops)), 'has' if len(stops) == 1 else 'have')
                if stops else '')
     return ('could not compute map from %s to %s: no common ancestor is reachable '
-            'through Convolution, Pooling, Deconvolution, Im2col, Crop or element-wise '
+            'through Convolution, Pooling, Deconvolution, Im2col, Crop, channel Concat or '
+            'element-wise '
             'layers%s; are they connected by spatial layers?'
             % (_describe(top_from), _describe(top_to), stopped))
 

@@ -309,3 +309,26 @@ def test_catch_kernel_size_and_kernel_h():
     pool = L.Pooling(data, kernel_size=2, kernel_h=2, kernel_w=3)
     with pytest.raises(CoordMapError, match=r"either kernel_size or kernel_h/kernel_w"):
         coord_map(pool.fn)
+
+
+def test_channel_concat_passes_coordinates_through_its_first_bottom():
+    """An inception-style channel Concat maps like its first branch (a toolkit extension)."""
+    n = NetSpec()
+    n.data = L.Input(shape=dict(dim=[1, 3, 32, 32]))
+    n.a = L.Convolution(n.data, kernel_size=1, num_output=2)
+    n.b = L.Convolution(n.data, kernel_size=3, pad=1, num_output=2)
+    n.cat = L.Concat(n.a, n.b)
+    n.pool = L.Pooling(n.cat, kernel_size=2, stride=2, pool=P.Pooling.MAX)
+    n.up = L.Deconvolution(n.pool, convolution_param=dict(num_output=4, kernel_size=4,
+                                                          stride=2))
+    ax, a, b = coord_map_from_to(n.up, n.data)
+    assert (ax, a, b) == (1, 1, -1)
+
+
+def test_catch_concat_along_a_spatial_axis():
+    """Concatenating along height has no coordinate map."""
+    n = NetSpec()
+    n.data = L.Input(shape=dict(dim=[1, 3, 8, 8]))
+    n.cat = L.Concat(n.data, n.data, axis=2)
+    with pytest.raises(CoordMapError, match='Concat'):
+        coord_map_from_to(n.cat, n.data)

@@ -1,0 +1,93 @@
+"""One builder per family: a model's train, val or deploy NetParameter from its options.
+
+    single(dataset, trunk, stride)      VOC, PASCAL-Context, FCN-AlexNet, FCN-GoogLeNet
+    nyud(modalities, stride)            color, hha, color-d (4 channels), color-hha (late
+                                        fusion of two streams, 0.5/0.5 sum of their scores)
+    siftflow(stride)                    one trunk, two heads: 33 semantic and 3 geometric
+`split` is 'train', 'val' or 'deploy': train and val read the dataset through its Python
+data layer and end in the loss; deploy takes an Input and ends in `score`, without Dropout.
+"""
+from caffe_torch import layers as L, params as P, NetSpec
+from nets.alexnet import caffenet_trunk
+from nets.datasets import DATASETS, data_tops
+from nets.googlenet import googlenet_trunk
+from nets.layers import loss, score
+from nets.vgg import fcn_head, vgg16_trunk
+
+TRUNKS = {'vgg16': vgg16_trunk, 'caffenet': caffenet_trunk, 'googlenet': googlenet_trunk}
+# The 32x deconvolution's kernel: 2 x stride for VGG16; 63 where the trunk's pooling leaves
+# the coarse grid half a pixel off (AlexNet's reference net; GoogLeNet likewise), so that
+# the crop offset is a whole number of pixels.
+UPSCORE32_KERNEL = {'vgg16': 64, 'caffenet': 63, 'googlenet': 63}
+
+
+def single(dataset, split, trunk='vgg16', stride=32, atonce=False, normalize=False):
+    """data -> trunk -> score_fr -> FCN-<stride>s head -> score (-> loss)."""
+    n = NetSpec()
+    tops = ['data'] if split == 'deploy' else ['data', 'label']
+    for name, top in zip(tops, data_tops(dataset, split, tops)):
+        n[name] = top
+    classes = DATASETS[dataset]['classes']
+    n.score_fr = score(TRUNKS[trunk](n, n.data, train=split != 'deploy'), classes)
+    n.score = fcn_head(n, n.score_fr, classes, stride, n.data, atonce=atonce,
+                       ks32=UPSCORE32_KERNEL[trunk])
+    if split != 'deploy':
+        n.loss = loss(n.score, n.label, normalize)
+    return n.to_proto()
+
+
+def nyud(split, modalities='color', stride=32):
+    """NYUDv2 nets; the data tops are named after the modalities they carry."""
+    streams = modalities.split('-')
+    inputs = ['color', 'depth'] if streams == ['color', 'd'] else streams
+    n = NetSpec()
+    tops = inputs + ([] if split == 'deploy' else ['label'])
+    for name, top in zip(tops, data_tops('nyud', split, tops)):
+        n[name] = top
+    train, classes = split != 'deploy', DATASETS['nyud']['classes']
+    if streams == ['color', 'd']:
+        n.data = L.Concat(n.color, n.depth)
+        fr = score(vgg16_trunk(n, n.data, first_conv='conv1_1_bgrd', train=train), classes)
+        reference = n.data
+    elif len(streams) == 1:
+        fr = score(vgg16_trunk(n, n[streams[0]], train=train), classes)
+        reference = n[streams[0]]
+    else:
+        fr, reference = _late_fusion(n, streams, classes, stride, train), n[streams[0]]
+    n.score_fr = fr
+    n.score = fcn_head(n, n.score_fr, classes, stride, reference)
+    if train:
+        n.loss = loss(n.score, n.label)
+    return n.to_proto()
+
+
+def _late_fusion(n, streams, classes, stride, train):
+    """Two full streams, suffixed by modality; scores averaged (0.5/0.5 Eltwise sum)."""
+    for stream in streams:
+        n['score_fr' + stream] = score(vgg16_trunk(n, n[stream], suffix=stream, train=train),
+                                       classes)
+        if stride < 32:
+            n['score_pool4' + stream] = score(n['pool4' + stream], classes)
+    if stride < 32:
+        n.score_pool4 = _average(*(n['score_pool4' + s] for s in streams))
+    return _average(*(n['score_fr' + s] for s in streams))
+
+
+def _average(a, b):
+    return L.Eltwise(a, b, operation=P.Eltwise.SUM, coeff=[0.5, 0.5])
+
+
+def siftflow(split, stride=32):
+    """One VGG16 trunk with a semantic (33) and a geometric (3) head and a loss each."""
+    n = NetSpec()
+    tops = ['data'] if split == 'deploy' else ['data', 'sem', 'geo']
+    for name, top in zip(tops, data_tops('siftflow', split, tops)):
+        n[name] = top
+    trunk = vgg16_trunk(n, n.data, train=split != 'deploy')
+    for task, classes, loss_name in (('sem', 33, 'loss'), ('geo', 3, 'loss_geo')):
+        n['score_fr_' + task] = score(trunk, classes)
+        n['score_' + task] = fcn_head(n, n['score_fr_' + task], classes, stride, n.data,
+                                      suffix='_' + task)
+        if split != 'deploy':
+            n[loss_name] = loss(n['score_' + task], n[task])
+    return n.to_proto()

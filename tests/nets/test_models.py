@@ -1,0 +1,138 @@
+"""Every model of the paper: built by the engine, aligned, sized and counted as Table 1."""
+import gc
+
+import pytest
+
+import caffe_torch as caffe
+from caffe_torch import formats
+from nets import analysis, generate
+from nets.classifiers import CLASSIFIERS
+from nets.models import MODELS
+
+ALL = sorted(MODELS)
+CROPS = {  # the reference's offsets, fcn-facts §1.2 (score_pool4c, score_pool3c, score)
+    32: {'score': 19}, 16: {'score_pool4c': 5, 'score': 27},
+    8: {'score_pool4c': 5, 'score_pool3c': 9, 'score': 31}}
+
+
+def _deploy(model_id):
+    return caffe.Net(str(generate.NETS / model_id / 'deploy.prototxt'), caffe.TEST)
+
+
+def _stride(model_id):
+    return 16 if 'fcn16s' in model_id else 8 if 'fcn8s' in model_id else 32
+
+
+@pytest.fixture(autouse=True)
+def _free_nets():
+    yield
+    gc.collect()  # full-size nets hold half a gigabyte of weights each
+
+
+def test_committed_prototxts_are_current():
+    """nets/ holds exactly what the builders generate (make check-nets)."""
+    stale = [p for p, text in generate.all_files().items()
+             if not (generate.NETS / p).exists() or (generate.NETS / p).read_text() != text]
+    assert stale == []
+
+
+@pytest.mark.parametrize('model_id', ALL)
+def test_deploy_output_has_the_input_size(model_id):
+    """Deploy nets score every pixel: odd, even, tiny and ceil-pooling edge sizes."""
+    net = _deploy(model_id)
+    inputs = net.inputs
+    for height, width in [(500, 500), (375, 500), (1, 1), (33, 47), (63, 64), (97, 31)]:
+        for name in inputs:
+            net.blobs[name].reshape(1, net.blobs[name].shape[1], height, width)
+        net.reshape()
+        for output in net.outputs:
+            assert net.blobs[output].shape[2:] == (height, width), (output, height, width)
+
+
+@pytest.mark.parametrize('model_id', ALL)
+def test_crop_offsets_are_the_references(model_id):
+    """Crop offsets derived by coord_map equal the reference prototxts' values."""
+    param = formats.read_net(generate.NETS / model_id / 'deploy.prototxt')
+    crops = {l.name: list(l.crop_param.offset) for l in param.layer if l.type == 'Crop'}
+    if 'alexnet' in model_id:
+        expected = {'score': 18}
+    elif 'googlenet' in model_id:
+        expected = {'score': 98}  # our net: conv1 pad 100, 63-wide deconvolution
+    else:
+        expected = CROPS[_stride(model_id)]
+    for name, offset in crops.items():
+        base = name.replace('_sem', '').replace('_geo', '')
+        assert offset == [expected[base]], name
+    assert all(l.crop_param.axis == 2 for l in param.layer if l.type == 'Crop')
+
+
+@pytest.mark.parametrize('model_id', ALL)
+def test_fcn_conventions(model_id):
+    """Frozen bias-free deconvolutions, zero-initialised scorers, FCN multipliers, dropout."""
+    param = formats.read_net(generate.NETS / model_id / 'train.prototxt')
+    for layer in param.layer:
+        if layer.type == 'Deconvolution':
+            assert [p.lr_mult for p in layer.param] == [0]
+            assert not layer.convolution_param.bias_term
+        if layer.name.startswith('score') and layer.type == 'Convolution':
+            assert not layer.convolution_param.HasField('weight_filler')
+            assert [(p.lr_mult, p.decay_mult) for p in layer.param] == [(1, 1), (2, 0)]
+        if layer.type == 'Dropout':
+            expected = 0.4 if 'googlenet' in model_id else 0.5
+            assert layer.dropout_param.dropout_ratio == pytest.approx(expected)
+        if layer.type == 'SoftmaxWithLoss':
+            assert layer.loss_param.ignore_label == 255
+            assert layer.loss_param.normalize == MODELS[model_id]['normalized']
+    first_conv = next(l for l in param.layer if l.type == 'Convolution')
+    assert list(first_conv.convolution_param.pad) == [100]
+
+
+def test_paper_layer_names():
+    """FCN-8s keeps the paper's layer names, which weights load by."""
+    param = formats.read_net(generate.NETS / 'voc-fcn8s' / 'deploy.prototxt')
+    names = [l.name for l in param.layer]
+    for name in ['conv1_1', 'conv5_3', 'fc6', 'fc7', 'score_fr', 'upscore2', 'score_pool4',
+                 'score_pool4c', 'fuse_pool4', 'upscore_pool4', 'score_pool3',
+                 'score_pool3c', 'fuse_pool3', 'upscore8', 'score']:
+        assert name in names
+    atonce = formats.read_net(generate.NETS / 'voc-fcn8s-atonce' / 'deploy.prototxt')
+    scales = {l.name: l.scale_param.filler.value for l in atonce.layer if l.type == 'Scale'}
+    assert scales == pytest.approx({'scale_pool4': 0.01, 'scale_pool3': 0.0001})
+
+
+@pytest.mark.parametrize('model_id, million, depth', [
+    ('voc-fcn32s', 134, 16), ('voc-fcn-alexnet', 57, 8), ('voc-fcn-googlenet', 6, 22)])
+def test_table1_parameters_and_depth(model_id, million, depth):
+    """Learnable parameters (lr_mult != 0: the frozen deconvolution is not counted) round to
+    Table 1's millions, and the parametric depth to score_fr is its layer count."""
+    net = _deploy(model_id)
+    assert round(analysis.learnable_parameters(net) / 1e6) == million
+    assert analysis.depth(net.param, 'score_fr') == depth
+
+
+@pytest.mark.parametrize('name, field, fcn, fcn_field', [
+    ('vgg16-ilsvrc', 404, 'voc-fcn32s', 404), ('caffenet-ilsvrc', 355, 'voc-fcn-alexnet', 355),
+    ('googlenet-ilsvrc', 907, 'voc-fcn-googlenet', 715)])
+def test_table1_receptive_field_and_stride(name, field, fcn, fcn_field):
+    """Table 1's receptive field is that of the classifier's last input unit; the FCN's
+    score_fr units see the same, except GoogLeNet's, whose average pooling is dropped."""
+    param = CLASSIFIERS[name]()
+    param.state.phase = caffe.TEST
+    net = caffe.Net(param)
+    shapes = {blob: b.shape for blob, b in net.blobs.items()}
+    blob = analysis.classifier_input(param)
+    assert analysis.receptive_fields(param, shapes)[blob] == (field, 32)
+    fcn_param = formats.read_net(generate.NETS / fcn / 'deploy.prototxt')
+    assert analysis.receptive_fields(fcn_param)['score_fr'] == (fcn_field, 32)
+
+
+@pytest.mark.parametrize('name, count', [('vgg16-ilsvrc', 138357544),
+                                         ('caffenet-ilsvrc', 60965224),
+                                         ('googlenet-ilsvrc', 6998552)])
+def test_classifiers_have_the_published_sizes(name, count):
+    """The ImageNet classifiers have their published parameter counts and 1000 outputs."""
+    param = CLASSIFIERS[name]()
+    param.state.phase = caffe.TEST
+    net = caffe.Net(param)
+    assert sum(b.count for b in net.learnable_params) == count
+    assert net.blobs['prob'].shape[1] == 1000
