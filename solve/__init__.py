@@ -1,0 +1,1 @@
+"""Solving and scoring FCNs: the solve loop, segmentation metrics and visualisation."""
