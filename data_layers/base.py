@@ -1,0 +1,300 @@
+"""SegDataLayer: the one base of the FCN data layers, one image (and its labels) per forward.
+
+Lifecycle (as fcn's voc_layers.py; batch 1 at native size, so nets pad and crop):
+  setup:    check param_str against the class schema, read the split list, pick the start
+  reshape:  load sample indices[idx] and reshape each top to 1 x C x H x W
+  forward:  copy the sample into the tops, move to the next index
+  backward: nothing; a data layer takes no bottoms
+
+Order comes from the `randomize` and `seed` params only, never from the split name (the
+reference turned randomization off whenever 'train' was not in the split name).
+  randomize=False  sequential from index 0, wrapping after the last id
+  randomize=True   the reference's draws: a random start index at setup, then each forward
+                   draws randint(0, n - 1), uniformly WITH replacement (no epochs)
+The draws come from a random.Random(seed) owned by each layer. The reference seeded the global
+`random` module, which its train and test layers shared; ours differ from it only in not
+sharing that state, so one random layer draws exactly the reference's sequence.
+
+Images: PIL -> float32 -> RGB to BGR -> minus the mean -> HWC to CHW. Labels: 1 x H x W
+(uint8 class indices, 255 = void), written into the float tops. Subclasses: see SegDataLayer.
+Bad data raises BadDataError or SampleMissingError, naming the file and the id.
+"""
+import ast
+import random
+from typing import Callable, NamedTuple
+
+import numpy as np
+import scipy.io
+from PIL import Image
+
+from caffe_torch.backend import caffe
+from caffe_torch.errors import LayerSetupError
+from data_layers.paths import DatasetMissingError, dataset_dir, missing_message
+
+REQUIRED = object()
+VOID = 255
+
+
+class ParamStrError(LayerSetupError):
+    """A data layer's param_str that does not parse or does not fit the layer's schema."""
+
+
+class BadDataError(ValueError):
+    """A dataset file that is unreadable or inconsistent with its sample or its task."""
+
+
+class SampleMissingError(DatasetMissingError):
+    """A file of an id listed in a split list is not on disk."""
+
+
+class Key(NamedTuple):
+    """One param_str key: its default (REQUIRED if none), a check, what the check wants."""
+    default: object
+    check: Callable[[object], bool]
+    expect: str
+
+
+def is_mean(value):
+    """A BGR mean: three real numbers."""
+    return (isinstance(value, (tuple, list)) and len(value) == 3
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
+
+
+COMMON_KEYS = {
+    'split': Key(REQUIRED, lambda v: isinstance(v, str) and v != '',
+                 'the name of a split list, e.g. "train"'),
+    'randomize': Key(REQUIRED, lambda v: isinstance(v, bool),
+                     'True (random draws with replacement) or False (sequential)'),
+    'seed': Key(None, lambda v: v is None or type(v) is int,  # not bool
+                'an int, needed when randomize is True'),
+}
+
+
+def parse_param_str(text, schema, where, example):
+    """param_str -> dict: a Python dict literal (ast.literal_eval: nothing is executed),
+    checked against `schema` ({key: Key}); defaults filled in. Raises ParamStrError."""
+    def fail(problem):
+        keys = '; '.join(f'{k} ({"required" if s.default is REQUIRED else f"default {s.default!r}"}'
+                         f': {s.expect})' for k, s in schema.items())
+        raise ParamStrError(f'{where}: param_str {problem}. Allowed keys: {keys}. '
+                            f'Example: param_str: "{example}"')
+
+    try:
+        params = ast.literal_eval(text.strip()) if text and text.strip() else {}
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as e:
+        fail(f'{text!r} is not a Python dict literal ({type(e).__name__}: {e}); only literals '
+             f'are accepted, nothing in it is evaluated')
+    if not isinstance(params, dict):
+        fail(f'{text!r} is a {type(params).__name__}, not a dict')
+    for key in params:
+        if key not in schema:
+            hint = (' (dataset folders come from data_layers.paths: set FCN_<NAME>_DIR or '
+                    'FCN_DATA, not param_str)' if str(key).endswith('_dir') else '')
+            fail(f'has the unknown key {key!r}{hint}')
+    for key, spec in schema.items():
+        if key not in params and spec.default is REQUIRED:
+            fail(f'lacks the required key {key!r}')
+        if key in params and not spec.check(params[key]):
+            fail(f'has {key}={params[key]!r}, but {key} must be {spec.expect}')
+    return {key: params.get(key, spec.default) for key, spec in schema.items()}
+
+
+class SegDataLayer(caffe.Layer):
+    """Base data layer: tops = one array per entry of `self.tops`, each 1 x C x H x W.
+
+    Class attributes a subclass declares:
+      dataset     data_layers.paths name of the folder holding the split lists
+      split_file  split list path in that folder, with {split}
+      files       {top: (dataset, path template with {id})}: where each top's file lives
+      top_names   the tops, in order (a 'tops' param_str key overrides it)
+      classes     {label top: class count}; label values must be < count or 255
+      mean        BGR mean of the 'data' top (a 'mean' param_str key overrides it)
+      param_keys  {key: Key} beyond split/randomize/seed
+      example     a param_str that works, shown in error messages
+    """
+    dataset = None
+    split_file = '{split}.txt'
+    files = {}
+    top_names = ('data', 'label')
+    classes = {}
+    mean = (0.0, 0.0, 0.0)
+    param_keys = {}
+    example = "{'split': 'train', 'randomize': True, 'seed': 1337}"
+    remap = ''  # how stored label values become the top's values, for error messages
+
+    @property
+    def where(self):
+        """'layer "<name>" (<class>)'; the name is absent under pycaffe, which hides it."""
+        name = getattr(getattr(self, 'layer_param', None), 'name', '?')
+        return f'layer "{name}" ({type(self).__name__})'
+
+    @classmethod
+    def schema(cls):
+        return {**COMMON_KEYS, **cls.param_keys}
+
+    # -- caffe.Layer ----------------------------------------------------------------------
+    def setup(self, bottom, top):
+        if len(bottom):
+            raise LayerSetupError(f'{self.where}: is a data layer and takes no bottom blobs, '
+                                  f'got {len(bottom)}')
+        self.params = parse_param_str(getattr(self, 'param_str', ''), self.schema(),
+                                      self.where, self.example)
+        if self.params['randomize'] and self.params['seed'] is None:
+            raise ParamStrError(f'{self.where}: param_str has randomize=True but no seed; add '
+                                f"'seed': <int> so the order can be reproduced. Example: "
+                                f'param_str: "{self.example}"')
+        self.tops = list(self.params.get('tops') or self.top_names)
+        if len(top) != len(self.tops):
+            raise LayerSetupError(f'{self.where}: produces {len(self.tops)} top(s) '
+                                  f'({", ".join(self.tops)}), in that order, but {len(top)} '
+                                  f'top blob(s) are declared')
+        self.mean_bgr = np.array(self.params.get('mean') or self.mean, dtype=np.float32)
+        self._folders = {}
+        self.indices = self.read_split()
+        self.rng = random.Random(self.params['seed']) if self.params['randomize'] else None
+        self.idx = self.rng.randint(0, len(self.indices) - 1) if self.rng else 0
+        self._loaded_idx = None
+
+    def reshape(self, bottom, top):
+        if self._loaded_idx != self.idx:
+            sample_id = self.indices[self.idx]
+            arrays = self.load_tops(sample_id)
+            self.check_sample(arrays, sample_id)
+            self.sample = [arrays[name] for name in self.tops]
+            self._loaded_idx = self.idx
+        for blob, array in zip(top, self.sample):
+            blob.reshape(1, *array.shape)
+
+    def forward(self, bottom, top):
+        for blob, array in zip(top, self.sample):
+            blob.data[...] = array
+        if self.rng is not None:
+            self.idx = self.rng.randint(0, len(self.indices) - 1)
+        else:
+            self.idx = (self.idx + 1) % len(self.indices)
+
+    def backward(self, top, propagate_down, bottom):
+        pass
+
+    # -- what subclasses override -----------------------------------------------------------
+    def load_tops(self, sample_id):
+        """{top name: C x H x W array} for one id; the default serves (data, label) layers."""
+        return {'data': self.load_image(sample_id), 'label': self.load_label(sample_id)}
+
+    def load_image(self, sample_id):
+        """3 x H x W float32: the 'data' file as BGR minus the mean."""
+        return self.bgr_minus_mean(self.read_rgb('data', sample_id), self.mean_bgr)
+
+    def load_label(self, sample_id):
+        raise NotImplementedError(f'{type(self).__name__} defines no load_label')
+
+    # -- files ------------------------------------------------------------------------------
+    def folder(self, dataset):
+        """dataset_dir(dataset), with this layer's name on the error."""
+        if dataset not in self._folders:
+            try:
+                self._folders[dataset] = dataset_dir(dataset)
+            except DatasetMissingError as e:
+                raise DatasetMissingError(f'{self.where}: {e}') from None
+        return self._folders[dataset]
+
+    def file(self, top, sample_id):
+        dataset, template = self.files[top]
+        return self.folder(dataset) / template.format(id=sample_id)
+
+    def read_split(self):
+        split, folder = self.params['split'], self.folder(self.dataset)
+        path = folder / self.split_file.format(split=split)
+        if not path.is_file():
+            lists = sorted(p.stem for p in path.parent.glob('*.txt'))
+            raise DatasetMissingError(
+                f'{self.where}: no list for split "{split}" at {path} (split lists there: '
+                f'{", ".join(lists) or "none"}). If the dataset is incomplete: '
+                f'{missing_message(self.dataset, folder)}')
+        indices = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        if not indices:
+            raise BadDataError(f'{self.where}: split list {path} is empty; it needs one image '
+                               f'id per line')
+        return indices
+
+    def require(self, top, sample_id):
+        path = self.file(top, sample_id)
+        if not path.is_file():
+            dataset = self.files[top][0]
+            raise SampleMissingError(
+                f'{self.where}: id "{sample_id}" is listed in split "{self.params["split"]}" '
+                f'but its {top} file {path} does not exist. Remove the id from the list or '
+                f'complete the dataset: {missing_message(dataset, self.folder(dataset))}')
+        return path
+
+    def read_image(self, top, sample_id):
+        """The image file of `top` as a float32 array (H x W or H x W x C)."""
+        path = self.require(top, sample_id)
+        try:
+            with Image.open(path) as im:
+                return np.array(im, dtype=np.float32)
+        except (OSError, ValueError, SyntaxError) as e:
+            raise BadDataError(f'{self.where}: cannot read the {top} image {path} (id '
+                               f'"{sample_id}"): {e}. Replace it with the file from the '
+                               f'dataset archive.') from e
+
+    def read_rgb(self, top, sample_id):
+        array = self.read_image(top, sample_id)
+        if array.ndim != 3 or array.shape[2] != 3:
+            raise BadDataError(f'{self.where}: the {top} image {self.file(top, sample_id)} '
+                               f'(id "{sample_id}") has shape {array.shape}; expected an RGB '
+                               f'image, H x W x 3')
+        return array
+
+    def read_mat(self, top, sample_id, key):
+        """Variable `key` of the .mat file of `top`."""
+        path = self.require(top, sample_id)
+        try:
+            mat = scipy.io.loadmat(str(path))
+        except (ValueError, OSError, NotImplementedError, scipy.io.matlab.MatReadError) as e:
+            raise BadDataError(f'{self.where}: cannot read the {top} file {path} (id '
+                               f'"{sample_id}") as a MATLAB .mat file: {e}') from e
+        if key not in mat:
+            names = sorted(k for k in mat if not k.startswith('__'))
+            raise BadDataError(f'{self.where}: the {top} file {path} (id "{sample_id}") has no '
+                               f'variable "{key}"; it holds {names}')
+        return mat[key]
+
+    # -- conversions and checks -------------------------------------------------------------
+    @staticmethod
+    def bgr_minus_mean(rgb, mean):
+        """H x W x 3 RGB float32 -> 3 x H x W BGR minus `mean` (BGR)."""
+        return (rgb[:, :, ::-1] - mean).transpose(2, 0, 1)
+
+    def as_uint8(self, raw, top, sample_id):
+        """An H x W label array cast to uint8, refusing values the cast would wrap."""
+        raw = np.asarray(raw)
+        path = self.file(top, sample_id)
+        if raw.ndim != 2:
+            raise BadDataError(f'{self.where}: the {top} labels in {path} (id "{sample_id}") '
+                               f'have shape {raw.shape}; expected an H x W array of indices')
+        outside = raw[(raw < 0) | (raw > 255)]
+        if outside.size:
+            raise BadDataError(f'{self.where}: label value {outside.flat[0]} in {path} (id '
+                               f'"{sample_id}") does not fit the uint8 labels (0..255)')
+        return raw.astype(np.uint8)
+
+    def check_sample(self, arrays, sample_id):
+        """Every top has the same H x W; label values are < classes or 255 (void)."""
+        first = self.tops[0]
+        for name in self.tops[1:]:
+            if arrays[name].shape[-2:] != arrays[first].shape[-2:]:
+                (h, w), (h0, w0) = arrays[name].shape[-2:], arrays[first].shape[-2:]
+                raise BadDataError(
+                    f'{self.where}: id "{sample_id}": {name} is {h}x{w} (HxW, '
+                    f'{self.file(name, sample_id)}) but {first} is {h0}x{w0} '
+                    f'({self.file(first, sample_id)}); the files of one id must have the same '
+                    f'size')
+        for name in (n for n in self.tops if n in self.classes):
+            values, count = np.unique(arrays[name]), self.classes[name]
+            bad = values[(values >= count) & (values != VOID)]
+            if bad.size:
+                raise BadDataError(
+                    f'{self.where}: label value {int(bad[0])} in {self.file(name, sample_id)} '
+                    f'(id "{sample_id}", top {name}) is outside [0, {count}) and is not '
+                    f'{VOID} (void){self.remap}')
