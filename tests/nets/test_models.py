@@ -1,6 +1,8 @@
 """Every model of the paper: built by the engine, aligned, sized and counted as Table 1."""
 import gc
 
+import numpy as np
+
 import pytest
 
 import caffe_torch as caffe
@@ -136,3 +138,38 @@ def test_classifiers_have_the_published_sizes(name, count):
     net = caffe.Net(param)
     assert sum(b.count for b in net.learnable_params) == count
     assert net.blobs['prob'].shape[1] == 1000
+
+
+@pytest.fixture(scope='module')
+def datasets(tmp_path_factory):
+    """Tiny copies of the five datasets in their real on-disk formats."""
+    import dataset_fixtures as fx
+    root = tmp_path_factory.mktemp('data')
+    voc2010, context = fx.make_pascal_context(root / 'voc2010', root / 'context')
+    return dict(voc=fx.make_voc(root / 'voc'), sbdd=fx.make_sbdd(root / 'sbdd'),
+                nyud=fx.make_nyud(root / 'nyud'), siftflow=fx.make_siftflow(root / 'siftflow'),
+                voc2010=voc2010, pascal_context=context)
+
+
+@pytest.mark.parametrize('model_id', ALL)
+@pytest.mark.parametrize('split', ['train', 'val'])
+def test_train_and_val_nets_build_and_run_on_real_formats(model_id, split, datasets,
+                                                          monkeypatch):
+    """Train and val nets build with their data layers reading the dataset files and run a
+    forward pass: scores cover the image, the loss is that of zero scores (log C per pixel)."""
+    import dataset_fixtures as fx
+    fx.set_dataset_env(monkeypatch, **datasets)
+    phase = caffe.TRAIN if split == 'train' else caffe.TEST
+    net = caffe.Net(str(generate.NETS / model_id / f'{split}.prototxt'), phase)
+    net.forward()
+    image = net.blobs[net.bottom_names[net._layer_names[1]][0]].shape
+    for name in net.outputs:
+        if name.startswith('loss'):
+            score = net.bottom_names[net._layer_names[net._layer_names.index(name)]][0]
+            assert net.blobs[score].shape[2:] == image[2:]
+            label = net.blobs[net.bottom_names[name][1]].data
+            valid = int(((label >= 0) & (label < 255)).sum())
+            classes = net.blobs[score].shape[1]
+            normalizer = valid if MODELS[model_id]['normalized'] else 1
+            expected = valid * np.log(classes) / max(normalizer, 1)
+            assert float(net.blobs[name].data) == pytest.approx(expected, rel=1e-4)
