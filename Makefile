@@ -1,8 +1,17 @@
 # FCN reproduction toolkit. `make help` lists the targets.
 PYTHON ?= python3
 PYTEST_FLAGS ?= -q
+.DEFAULT_GOAL := help
+# every model of nets/models.py; `make voc-fcn8s ARGS='--gpu 0'` trains it and its stages
+MODELS := voc-fcn32s voc-fcn16s voc-fcn8s voc-fcn8s-atonce voc-fcn-alexnet voc-fcn-googlenet nyud-fcn32s-color nyud-fcn32s-hha nyud-fcn32s-color-d nyud-fcn32s-color-hha nyud-fcn16s-color-hha siftflow-fcn32s siftflow-fcn16s siftflow-fcn8s pascalcontext-fcn32s pascalcontext-fcn16s pascalcontext-fcn8s
 
-.PHONY: help install test test-gpu smoke bench nets check-nets proto check-proto lint clean
+help-models:  ## list the model targets: make <model> [ARGS='--gpu 0 --out DIR']
+	@echo $(MODELS) | tr ' ' '\n' | sed 's/^/  make /'
+
+$(MODELS):
+	$(PYTHON) solve/$(subst -,_,$@).py $(ARGS)
+
+.PHONY: $(MODELS) help-models help install test test-gpu smoke bench nets check-nets proto check-proto lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \

@@ -13,16 +13,17 @@ SEED = 1337
 DATASETS = {
     'voc': dict(module='data_layers.voc', classes=21, deploy_hw=(500, 500),
                 train=('SBDDSegDataLayer', 'train'), val=('VOCSegDataLayer', 'seg11valid'),
-                extra=dict(mean=VOC_MEAN)),
+                extra=dict(mean=VOC_MEAN), requires=('sbdd', 'voc')),
     'nyud': dict(module='data_layers.nyud', classes=40, deploy_hw=(425, 560),
                  train=('NYUDSegDataLayer', 'trainval'), val=('NYUDSegDataLayer', 'test'),
-                 extra={}),
+                 extra={}, requires=('nyud',)),
     'siftflow': dict(module='data_layers.siftflow', classes=(33, 3), deploy_hw=(256, 256),
                      train=('SIFTFlowSegDataLayer', 'trainval'),
-                     val=('SIFTFlowSegDataLayer', 'test'), extra={}),
+                     val=('SIFTFlowSegDataLayer', 'test'), extra={}, requires=('siftflow',)),
     'pascalcontext': dict(module='data_layers.pascalcontext', classes=60,
                           deploy_hw=(500, 500), train=('PASCALContextSegDataLayer', 'train'),
-                          val=('PASCALContextSegDataLayer', 'val'), extra={}),
+                          val=('PASCALContextSegDataLayer', 'val'), extra={},
+                          requires=('voc2010', 'pascal_context')),
 }
 
 CHANNELS = {'data': 3, 'color': 3, 'hha': 3, 'depth': 1}

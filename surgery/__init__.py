@@ -6,4 +6,4 @@ a shape that does not fit is an error naming both layers and shapes.
 """
 from surgery.bilinear import interp, upsample_filt, bilinear_targets  # noqa: F401
 from surgery.transplants import (Report, SurgeryError, color_d, expand_score,  # noqa: F401
-                                 transfer, transplant)
+                                 params_of, transfer, transplant)

@@ -7,7 +7,9 @@ evaluated at one position. So VGG16's fc6 (4096 x 25088) becomes the 4096 x 512 
 convolution of FCN's fc6, and fc7 (4096 x 4096) a 1 x 1 convolution; slid over a bigger
 input they give the classifier's output at every window (the paper's §3.1).
 """
+import collections
 import dataclasses
+import types
 
 import numpy as np
 
@@ -153,3 +155,14 @@ def transfer(net, weights, verbose=True):
     if verbose:
         print(report)
     return report
+
+
+def params_of(caffemodel):
+    """A caffemodel's parameters with a Net's `params` surface ({layer: [blob.data]}), read
+    without building a net: transplant from a file straight into a live net."""
+    from caffe_torch import formats, io
+    net = formats.read_net_binary(caffemodel)
+    params = collections.OrderedDict(
+        (layer.name, [types.SimpleNamespace(data=io.blobproto_to_array(b)) for b in layer.blobs])
+        for layer in net.layer if layer.blobs)
+    return types.SimpleNamespace(params=params)

@@ -1,0 +1,150 @@
+"""Train a model and every stage it starts from: `python solve/voc_fcn8s.py` or
+`make voc-fcn8s`, the same as `python -m solve.cli voc-fcn8s`.
+
+Stages run in order (see solve/stages.py); a stage whose final caffemodel exists is skipped,
+one that was interrupted resumes from its newest snapshot. Everything the chain needs
+(datasets, ImageNet weights) is checked before any work starts.
+"""
+import argparse
+import math
+import sys
+
+from solve import loop, stages
+
+EPILOG = '''examples:
+  python solve/voc_fcn8s.py                        # convert VGG16, then 32s, 16s, 8s
+  python solve/voc_fcn8s.py --only --init out/voc-fcn16s/voc-fcn16s.caffemodel
+  python solve/voc_fcn32s.py --gpu 0 --iterations 8000 --out /scratch/fcn
+  python solve/voc_fcn32s.py --resume out/voc-fcn32s/snapshot/train_iter_4000.solverstate
+'''
+
+
+def get_args_parser(model_id=None):
+    parser = argparse.ArgumentParser(
+        description=f'Train {model_id or "a model"} as the FCN reference does.',
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if model_id is None:
+        from nets.models import MODELS
+        parser.add_argument('model', choices=sorted(MODELS), help='model id')
+    parser.add_argument('--gpu', type=int, default=None,
+                        help='GPU id (default: CPU)')
+    parser.add_argument('--init', help='initial weights of this model (implies --only)')
+    parser.add_argument('--only', action='store_true',
+                        help='train this stage only, not the stages before it')
+    parser.add_argument('--iterations', type=int,
+                        help='iterations per stage (default: the recipe\'s rounds x step)')
+    parser.add_argument('--out', default=None,
+                        help='output folder (default: $FCN_OUT or out/ in the checkout)')
+    parser.add_argument('--resume', help='solverstate to resume this model from')
+    parser.add_argument('--no-progress', action='store_true', help='no progress bars')
+    return parser
+
+
+def schedule(model_id, iterations):
+    """(rounds, step) for a stage: the recipe's, or `iterations` cut into recipe steps."""
+    from nets.models import MODELS
+    spec = MODELS[model_id]
+    if not iterations:
+        return spec['rounds'], spec['step']
+    step = min(spec['step'], iterations)
+    return math.ceil(iterations / step), step
+
+
+def plan(model_id, args):
+    """The stages to run, after checking everything they need exists."""
+    names = [model_id] if args.only or args.init else stages.chain(model_id)
+    todo = [n for n in names if not _done(n, args.out)]
+    missing = []
+    for name in todo:
+        missing += (_missing(lambda: _check_stage(name)) if name in stages.CONVERTED
+                    else loop.missing_datasets(name))
+    if todo and todo[0] not in stages.CONVERTED and not args.init:
+        for parent in stages.parents(todo[0]):
+            missing += _missing(lambda: _require_output(parent, args.out))
+    if missing:
+        raise FileNotFoundError('nothing was run; first provide:\n  - ' +
+                                '\n  - '.join(dict.fromkeys(missing)))
+    return todo
+
+
+def _check_stage(name):
+    from weights import manifest
+    from weights.convert import CONVERSIONS
+    manifest.require(CONVERSIONS[stages.CONVERTED[name]][2])
+
+
+def _missing(check):
+    try:
+        check()
+    except FileNotFoundError as e:
+        return [str(e)]
+    return []
+
+
+def _done(name, out):
+    if name in stages.CONVERTED:
+        from weights import manifest
+        return (manifest.weights_dir() / f'{name}.caffemodel').exists()
+    return loop.final_weights(out, name).exists()
+
+
+def _require_output(name, out):
+    if not _done(name, out):
+        where = loop.final_weights(out, name) if name not in stages.CONVERTED else name
+        raise FileNotFoundError(f'{where} is missing: it is the initialisation of the next '
+                                f'stage. Run the whole chain (without --only), or pass '
+                                f'--init with the weights to start from.')
+
+
+def _initial_weights(name, args):
+    if args.init:
+        return args.init
+    inputs = []
+    for parent in stages.parents(name):
+        if parent in stages.CONVERTED:
+            from weights import manifest
+            inputs.append(str(manifest.weights_dir() / f'{parent}.caffemodel'))
+        else:
+            inputs.append(str(loop.final_weights(args.out, parent)))
+    return inputs[0] if len(inputs) == 1 else tuple(inputs)
+
+
+def run_stages(model_id, args):
+    for name in plan(model_id, args):
+        if name in stages.CONVERTED:
+            from weights.convert import main as convert
+            if convert(argparse.Namespace(classifier=stages.CONVERTED[name], input=None,
+                                          output=None, classifier_net=None, fcn_net=None,
+                                          quiet=True)):
+                raise RuntimeError(f'converting the ImageNet weights for {name} failed')
+            continue
+        rounds, step = schedule(name, args.iterations)
+        loop.train(name, _initial_weights(name, args), args.out, rounds, step,
+                   resume=args.resume if name == model_id else None,
+                   progress=not args.no_progress)
+
+
+def main(args, model_id=None):
+    from caffe_torch.errors import CaffeError
+    from weights.manifest import ManifestError, UnknownWeightsError
+    model_id = model_id or args.model
+    args.out = args.out or loop.default_out()
+    if args.gpu is not None:
+        from caffe_torch.backend import caffe
+        caffe.set_device(args.gpu)
+        caffe.set_mode_gpu()
+    try:
+        run_stages(model_id, args)
+    except (FileNotFoundError, CaffeError, ManifestError, UnknownWeightsError) as e:
+        print(f'error: {str(e).strip(chr(39))}', file=sys.stderr)
+        return 2
+    return 0
+
+
+def run(model_id):
+    """The entry point of solve/<model>.py."""
+    sys.exit(main(get_args_parser(model_id).parse_args(), model_id))
+
+
+if __name__ == '__main__':
+    sys.exit(main(get_args_parser().parse_args()))

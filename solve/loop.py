@@ -1,0 +1,199 @@
+"""Training one model: the reference's solve.py, once, for every model of nets/models.py.
+
+    solver  = SGD from nets/<model>/solver.prototxt (paths made absolute)
+    weights = the model's initialisation: copy_from by name (stage transfer), or
+              transplant per stream (NYUD late fusion), or the color-D first-layer surgery
+    interp  every frozen Deconvolution (bilinear)
+    repeat `rounds` times: solver.step(`step`); score the test split (seg_tests); snapshot
+    save <out>/<model>/<model>.caffemodel, the next stage's initialisation
+
+Everything a stage writes lives in <out>/<model>/: snapshot/train_iter_N.*, train.log
+(Caffe-style lines), scores.csv, curves.png and the final caffemodel. A stage whose final
+caffemodel exists is done; one with snapshots resumes from the newest.
+"""
+import csv
+import logging
+import os
+import pathlib
+import re
+import sys
+
+from caffe_torch import formats
+from caffe_torch.logs import GlogFormatter
+from data_layers import paths
+from nets.datasets import DATASETS
+from nets.generate import NETS
+from nets.models import MODELS
+from solve import score, stages
+
+log = logging.getLogger('fcn.solve')
+SCORE_FIELDS = ['iteration', 'loss', 'pixel_accuracy', 'mean_accuracy', 'mean_iu', 'fw_iu']
+
+
+def stage_dir(out_root, model_id):
+    return pathlib.Path(out_root) / model_id
+
+
+def final_weights(out_root, model_id):
+    """The predictable name of a stage's result, which later stages start from."""
+    return stage_dir(out_root, model_id) / f'{model_id}.caffemodel'
+
+
+def missing_datasets(model_id):
+    """How-to messages for each dataset the model reads that is not there."""
+    messages = []
+    for name in DATASETS[MODELS[model_id]['dataset']]['requires']:
+        try:
+            paths.dataset_dir(name)
+        except paths.DatasetMissingError as e:
+            messages.append(str(e))
+    return messages
+
+
+def check_datasets(model_id):
+    """Stop before any work when a dataset the model reads is missing."""
+    missing = missing_datasets(model_id)
+    if missing:
+        raise paths.DatasetMissingError('\n'.join(missing))
+
+
+def build_solver(model_id, folder):
+    """The model's SGD solver with its nets read from nets/<model>/ and snapshots in folder."""
+    from caffe_torch.backend import caffe
+    param = formats.read_solver(NETS / model_id / 'solver.prototxt')
+    param.train_net = str(NETS / model_id / param.train_net)
+    param.test_net[:] = [str(NETS / model_id / n) for n in param.test_net]
+    param.snapshot_prefix = str(folder / 'snapshot' / 'train')
+    return caffe.get_solver(param)
+
+
+def latest_state(folder):
+    """The newest solverstate under folder/snapshot, or None."""
+    states = list((folder / 'snapshot').glob('train_iter_*.solverstate*'))
+    number = lambda p: int(re.search(r'_iter_(\d+)\.', p.name).group(1))  # noqa: E731
+    return max(states, key=number) if states else None
+
+
+def train(model_id, init, out_root, rounds=None, step=None, resume=None, progress=True):
+    """Train `model_id` from the weights `init` (a path, or a tuple for fusion); returns the
+    final caffemodel's path."""
+    spec = MODELS[model_id]
+    rounds, step = rounds or spec['rounds'], step or spec['step']
+    folder = stage_dir(out_root, model_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    check_datasets(model_id)
+    handler = _log_to(folder / 'train.log')
+    try:
+        solver = build_solver(model_id, folder)
+        resume = resume or latest_state(folder)
+        if resume:
+            log.info('resuming %s from %s', model_id, resume)
+            solver.restore(str(resume))
+        else:
+            stages.initialise(model_id, solver.net, init)
+        stages.bilinear(solver.net)
+        _train_rounds(model_id, solver, folder, rounds, step, progress)
+        solver.net.save(str(final_weights(out_root, model_id)))
+        log.info('%s done: %s', model_id, final_weights(out_root, model_id))
+    finally:
+        _stop_logging(handler)
+    return final_weights(out_root, model_id)
+
+
+def _train_rounds(model_id, solver, folder, rounds, step, progress):
+    bar = _ProgressBar(step, enabled=progress)
+    solver.add_callback(bar.tick, lambda: None)
+    for done in range(solver.iter // step, rounds):
+        bar.start(f'{model_id} round {done + 1}/{rounds}')
+        solver.step(step)
+        bar.finish()
+        results = seg_tests(model_id, solver, progress)
+        _append_scores(folder / 'scores.csv', solver.iter, results)
+        solver.snapshot()
+        _plot(folder)
+
+
+def seg_tests(model_id, solver, progress=True):
+    """Score the test net on the whole test split, each head of the model on its labels."""
+    spec = MODELS[model_id]
+    heads = [('score_sem', 'sem', 'loss'), ('score_geo', 'geo', 'loss_geo')] \
+        if spec['dataset'] == 'siftflow' else [('score', 'label', 'loss')]
+    results = []
+    for score_blob, label_blob, loss_blob in heads:
+        metrics = score.seg_tests(solver, spec['test_iter'], score_blob, label_blob,
+                                  loss_blob=loss_blob, progress=progress,
+                                  present_only=spec['dataset'] == 'siftflow' and
+                                  label_blob == 'sem')
+        results.append(metrics)
+    return results[0]
+
+
+def _append_scores(path, iteration, metrics):
+    new = not path.exists()
+    with open(path, 'a', newline='') as f:
+        writer = csv.writer(f)
+        if new:
+            writer.writerow(SCORE_FIELDS)
+        writer.writerow([iteration, metrics.loss, metrics.pixel_accuracy,
+                         metrics.mean_accuracy, metrics.mean_iu, metrics.fw_iu])
+
+
+def _plot(folder):
+    try:
+        from solve.curves import plot_curves
+    except ImportError:  # plotting is optional for training
+        return
+    plot_curves(folder / 'train.log', folder / 'curves.png')
+
+
+def _log_to(path):
+    handler = logging.FileHandler(path)
+    handler.setFormatter(GlogFormatter())
+    for name in ('caffe_torch', 'fcn'):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    console = logging.getLogger('fcn')
+    if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+               for h in console.handlers):
+        stream = logging.StreamHandler(sys.stderr)
+        stream.setFormatter(GlogFormatter())
+        console.addHandler(stream)
+    return handler
+
+
+def _stop_logging(handler):
+    for name in ('caffe_torch', 'fcn'):
+        logging.getLogger(name).removeHandler(handler)
+    handler.close()
+
+
+class _ProgressBar:
+    """`[=====>    ] 1234/4000 3.1 it/s` on stderr, advanced by the solver's on_start."""
+
+    def __init__(self, total, enabled=True):
+        self.total, self.enabled, self.count, self.label = total, enabled, 0, ''
+
+    def start(self, label):
+        import time
+        self.count, self.label, self.began = 0, label, time.perf_counter()
+
+    def tick(self):
+        import time
+        self.count += 1
+        if not self.enabled or (self.count % max(1, self.total // 50) and
+                                self.count != self.total):
+            return
+        rate = self.count / max(time.perf_counter() - self.began, 1e-9)
+        filled = int(30 * self.count / self.total)
+        sys.stderr.write(f'\r{self.label} [{"=" * filled}{">" if filled < 30 else ""}'
+                         f'{" " * (29 - filled)}] {self.count}/{self.total} {rate:.2f} it/s')
+        sys.stderr.flush()
+
+    def finish(self):
+        if self.enabled:
+            sys.stderr.write('\n')
+
+
+def default_out():
+    return pathlib.Path(os.environ.get('FCN_OUT') or NETS.parent / 'out')

@@ -1,0 +1,9 @@
+"""Train pascalcontext-fcn16s and the stages it starts from; `python solve/pascalcontext_fcn16s.py --help`."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from solve.cli import run  # noqa: E402  (the checkout root goes first: no PYTHONPATH needed)
+
+if __name__ == '__main__':
+    run('pascalcontext-fcn16s')

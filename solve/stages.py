@@ -1,0 +1,52 @@
+"""How each model's weights start, and the staged pipelines that chain models.
+
+    ILSVRC classifier --weights.convert--> vgg16-fcn / alexnet-fcn / googlenet-fcn
+    vgg16-fcn -> voc-fcn32s -> voc-fcn16s -> voc-fcn8s      (copy_from: new scorers stay 0)
+    vgg16-fcn -> nyud-fcn32s-color-d                         (conv1_1 -> conv1_1_bgrd surgery)
+    nyud-fcn32s-color + nyud-fcn32s-hha -> nyud-fcn32s-color-hha   (transplant per stream)
+The chain of a model is read from nets/models.py's `init` column.
+"""
+import logging
+
+from nets.models import MODELS
+from surgery import color_d, interp, params_of, transfer, transplant
+
+log = logging.getLogger('fcn.solve')
+CONVERTED = {'vgg16-fcn': 'vgg16', 'alexnet-fcn': 'caffenet', 'googlenet-fcn': 'googlenet'}
+
+
+def parents(model_id):
+    """The models (or converted ILSVRC initialisations) `model_id` starts from."""
+    return [p.strip() for p in MODELS[model_id]['init'].split('+')]
+
+
+def chain(model_id):
+    """Every stage `model_id` needs, earliest first (converted initialisations included)."""
+    order = []
+
+    def visit(name):
+        for parent in parents(name) if name in MODELS else []:
+            visit(parent)
+        if name not in order:
+            order.append(name)
+    visit(model_id)
+    return order
+
+
+def initialise(model_id, net, init):
+    """Load `init` into the train net as `model_id` needs it; logs the surgery report."""
+    if isinstance(init, (list, tuple)):
+        for stream, weights in zip(('color', 'hha'), init):
+            log.info('transplanting %s into the %s stream\n%s', weights, stream,
+                     transplant(net, params_of(weights), suffix=stream, verbose=False))
+    elif model_id.endswith('color-d'):
+        report = transplant(net, params_of(init), verbose=False)
+        color_d(net, params_of(init))
+        log.info('transplanted %s; conv1_1_bgrd from conv1_1 and its mean\n%s', init, report)
+    else:
+        log.info('initialised from %s\n%s', init, transfer(net, init, verbose=False))
+
+
+def bilinear(net):
+    """Bilinear kernels into every frozen Deconvolution (selected by type and lr_mult)."""
+    log.info('bilinear upsampling in %s', ', '.join(interp(net)) or 'no layer')
