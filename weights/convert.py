@@ -1,0 +1,94 @@
+"""Convert an ImageNet classifier caffemodel into an FCN initialisation, without Caffe.
+
+The classifier's convolutions are copied, its fc6/fc7 reshaped into convolutions, its
+1000-way classifier dropped (surgery.transplant); the result holds only the trunk, so any
+FCN of any class count loads it with copy_from and keeps its zero-initialised scorers.
+The reference implementation asks for vgg16-fcn.caffemodel but never shipped a way to make
+it; this is that step.
+
+Examples:
+  python -m weights.convert vgg16                  # VGG_ILSVRC_16_layers -> vgg16-fcn
+  python -m weights.convert caffenet --input bvlc_reference_caffenet.caffemodel
+  python -m weights.convert custom --classifier-net cls.prototxt --fcn-net fcn.prototxt \\
+      --input cls.caffemodel --output fcn-init.caffemodel
+"""
+import argparse
+import pathlib
+import sys
+
+NETS = pathlib.Path(__file__).resolve().parent.parent / 'nets'
+
+# classifier: (its deploy net, the FCN it initialises, manifest name in, name out)
+CONVERSIONS = {
+    'vgg16': ('ilsvrc-nets/vgg16-ilsvrc-deploy.prototxt', 'voc-fcn32s/deploy.prototxt',
+              'VGG_ILSVRC_16_layers', 'vgg16-fcn'),
+    'caffenet': ('ilsvrc-nets/caffenet-ilsvrc-deploy.prototxt',
+                 'voc-fcn-alexnet/deploy.prototxt', 'bvlc_reference_caffenet', 'alexnet-fcn'),
+    'googlenet': ('ilsvrc-nets/googlenet-ilsvrc-deploy.prototxt',
+                  'voc-fcn-googlenet/deploy.prototxt', 'bvlc_googlenet', 'googlenet-fcn'),
+}
+
+
+def convert(classifier_net, fcn_net, source_weights, output, verbose=True):
+    """Transplant `source_weights` (run through `classifier_net`) into `fcn_net` and save
+    the transplanted layers to `output`; returns the surgery report."""
+    from caffe_torch import formats
+    from caffe_torch.backend import caffe
+    from surgery import transplant
+    from surgery.transplants import COPIED, RESHAPED
+    source = caffe.Net(str(classifier_net), caffe.TEST, weights=str(source_weights))
+    net = caffe.Net(str(fcn_net), caffe.TEST)
+    report = transplant(net, source, verbose=verbose)
+    carried = {row.target for row in report if row.action in (COPIED, RESHAPED)}
+    param = net.to_proto()
+    kept = [layer for layer in param.layer if layer.name in carried]
+    del param.layer[:]
+    param.layer.extend(kept)
+    formats.write_binaryproto(param, output)
+    return report
+
+
+def _resolve(args):
+    if args.classifier == 'custom':
+        missing = [f for f in ('classifier_net', 'fcn_net', 'input', 'output')
+                   if getattr(args, f) is None]
+        if missing:
+            raise SystemExit(f'custom conversion needs --{", --".join(missing)}'.replace('_',
+                                                                                         '-'))
+        return args.classifier_net, args.fcn_net, args.input, args.output
+    classifier_net, fcn_net, name_in, name_out = CONVERSIONS[args.classifier]
+    from weights import manifest
+    source = args.input or manifest.require(name_in)
+    output = args.output or manifest.weights_dir() / f'{name_out}.caffemodel'
+    return (args.classifier_net or NETS / classifier_net, args.fcn_net or NETS / fcn_net,
+            source, output)
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0], epilog=__doc__.split('Examples:')[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('classifier', choices=sorted(CONVERSIONS) + ['custom'])
+    parser.add_argument('--input', help='classifier caffemodel (default: from the manifest)')
+    parser.add_argument('--output', help='FCN initialisation to write (default: weights dir)')
+    parser.add_argument('--classifier-net', help='classifier deploy prototxt')
+    parser.add_argument('--fcn-net', help='FCN prototxt whose layers receive the weights')
+    parser.add_argument('--quiet', action='store_true', help='do not print the report')
+    return parser
+
+
+def main(args):
+    from caffe_torch.errors import CaffeError
+    try:
+        classifier_net, fcn_net, source, output = _resolve(args)
+        report = convert(classifier_net, fcn_net, source, output, verbose=not args.quiet)
+    except (CaffeError, FileNotFoundError, ValueError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    print(f'wrote {output}: {len({r.target for r in report if r.target and r.source})} '
+          f'layers transplanted')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(get_args_parser().parse_args()))
