@@ -11,7 +11,7 @@ help-models:  ## list the model targets: make <model> [ARGS='--gpu 0 --out DIR']
 $(MODELS):
 	$(PYTHON) solve/$(subst -,_,$@).py $(ARGS)
 
-.PHONY: $(MODELS) help-models help install test test-gpu smoke bench nets check-nets proto check-proto lint clean
+.PHONY: $(MODELS) help-models help install test test-gpu smoke bench weights nets check-nets proto check-proto lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -32,6 +32,9 @@ bench:  ## engine vs direct PyTorch: FCN-8s 500x500 time and peak memory (minute
 smoke:  ## write a V1 net + caffemodel, upgrade and round-trip them (until `make demo` exists)
 	$(PYTHON) -m caffe_torch.tools.smoke out/smoke
 
+weights:  ## download every public caffemodel of weights/manifest.json (several GB)
+	$(PYTHON) -m weights.download --all
+
 nets:  ## regenerate every model's prototxts and README under nets/
 	$(PYTHON) -m nets.generate
 
@@ -46,7 +49,7 @@ check-proto: proto  ## regenerate caffe_pb2.py and fail if it differs from the c
 	git diff --exit-code caffe_torch/proto/caffe_pb2.py
 
 lint:  ## enforce the size budget: library modules of at most 400 lines
-	$(PYTHON) -m caffe_torch.tools.size_budget caffe_torch benchmarks nets data_layers solve
+	$(PYTHON) -m caffe_torch.tools.size_budget caffe_torch benchmarks nets data_layers solve surgery weights
 
 clean:  ## remove caches and outputs
 	rm -rf out .pytest_cache build *.egg-info

@@ -6,7 +6,8 @@ Dropout) come from one torch.Generator per device, reseeded by `set_random_seed`
 """
 import torch
 
-_state = {'mode': 'cpu', 'device_id': 0, 'seed': None, 'generators': {}}
+_state = {'mode': 'cpu', 'device_id': 0, 'seed': None, 'generators': {},
+          'solver_count': 1, 'solver_rank': 0, 'multiprocess': False}
 
 
 def set_mode_cpu():
@@ -67,3 +68,30 @@ def generator(dev=None):
             gen.manual_seed(_state['seed'])
         _state['generators'][key] = gen
     return gen
+
+
+# Data-parallel training (pycaffe's names): how many solvers train together, which one this
+# process is. Rank 0 is the root solver: it alone tests, logs and snapshots.
+def set_solver_count(count):
+    _state['solver_count'] = int(count)
+
+
+def solver_count():
+    return _state['solver_count']
+
+
+def set_solver_rank(rank):
+    _state['solver_rank'] = int(rank)
+
+
+def solver_rank():
+    return _state['solver_rank']
+
+
+def set_multiprocess(multiprocess):
+    """One solver per process (torch.distributed), as pycaffe's multi-GPU train.py runs."""
+    _state['multiprocess'] = bool(multiprocess)
+
+
+def root_solver():
+    return _state['solver_rank'] == 0

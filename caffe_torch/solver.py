@@ -53,8 +53,8 @@ class Solver:
             self.param = formats.read_solver(solver_file)
             self.source = str(solver_file)
         self.check_param()
-        if self.param.random_seed >= 0:
-            mode.set_random_seed(self.param.random_seed)
+        if self.param.random_seed >= 0:  # each data-parallel solver draws its own numbers
+            mode.set_random_seed(self.param.random_seed + mode.solver_rank())
         self.net = Net(self._train_net_param())
         self.test_nets = [Net(p) for p in self._test_net_params()]
         for weights in self.param.weights:
@@ -136,13 +136,13 @@ class Solver:
             self.net.clear_param_diffs()
             p = self.param
             if p.test_interval and self.iter % p.test_interval == 0 and \
-                    (self.iter > 0 or p.test_initialization):
+                    (self.iter > 0 or p.test_initialization) and mode.root_solver():
                 self.test_all()
             for on_start, _ in self._callbacks:
                 on_start()
             loss = sum(self._forward_backward() for _ in range(p.iter_size)) / p.iter_size
             self._update_smoothed_loss(loss, start_iter)
-            if p.display and self.iter % p.display == 0:
+            if p.display and self.iter % p.display == 0 and mode.root_solver():
                 lapse = time.perf_counter() - timer
                 self._log_train(lapse, (self.iter - iter_last) / (lapse or 1))
                 timer, iter_last = time.perf_counter(), self.iter
@@ -150,7 +150,7 @@ class Solver:
                 on_gradients_ready()
             self.apply_update()
             self.iter += 1
-            if p.snapshot and self.iter % p.snapshot == 0:
+            if p.snapshot and self.iter % p.snapshot == 0 and mode.root_solver():
                 self.snapshot()
 
     def _forward_backward(self):

@@ -21,11 +21,11 @@ NETS = pathlib.Path(__file__).resolve().parent.parent / 'nets'
 # classifier: (its deploy net, the FCN it initialises, manifest name in, name out)
 CONVERSIONS = {
     'vgg16': ('ilsvrc-nets/vgg16-ilsvrc-deploy.prototxt', 'voc-fcn32s/deploy.prototxt',
-              'VGG_ILSVRC_16_layers', 'vgg16-fcn'),
+              'vgg16-ilsvrc', 'vgg16-fcn'),
     'caffenet': ('ilsvrc-nets/caffenet-ilsvrc-deploy.prototxt',
-                 'voc-fcn-alexnet/deploy.prototxt', 'bvlc_reference_caffenet', 'alexnet-fcn'),
+                 'voc-fcn-alexnet/deploy.prototxt', 'caffenet-ilsvrc', 'alexnet-fcn'),
     'googlenet': ('ilsvrc-nets/googlenet-ilsvrc-deploy.prototxt',
-                  'voc-fcn-googlenet/deploy.prototxt', 'bvlc_googlenet', 'googlenet-fcn'),
+                  'voc-fcn-googlenet/deploy.prototxt', 'googlenet-ilsvrc', 'googlenet-fcn'),
 }
 
 

@@ -1,0 +1,287 @@
+"""weights.download against a local HTTP server on 127.0.0.1: resume, restart, verify, fail.
+
+The server (a thread, stopped after each test and by a watchdog) serves a temp folder and
+answers `Range: bytes=N-` with 206, unless a test turns ranges off or cuts the body short.
+A test manifest points at it, so no test touches the real URLs.
+"""
+import functools
+import hashlib
+import http.server
+import json
+import random
+import re
+import socket
+import threading
+
+import pytest
+
+from weights import download, manifest as mf
+
+N = 3_000_123  # three 1 MiB reads and a remainder
+PAYLOAD = random.Random(0).randbytes(N)
+SHA1 = hashlib.sha1(PAYLOAD).hexdigest()
+FILE = 'blob.caffemodel'
+
+
+class RangeHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves the server's folder; honours `bytes=N-` ranges when `server.ranges` is on."""
+
+    def do_GET(self):
+        srv = self.server
+        srv.requests.append((self.path, self.headers.get('Range')))
+        path = self.translate_path(self.path)
+        try:
+            with open(path, 'rb') as f:
+                data = f.read()
+        except OSError:
+            self.send_error(404)
+            return
+        span = re.fullmatch(r'bytes=(\d+)-', self.headers.get('Range') or '')
+        start = int(span[1]) if span and srv.ranges else 0
+        if start >= len(data) > 0:
+            self.send_response(416)
+            self.send_header('Content-Range', f'bytes */{len(data)}')
+            self.send_header('Content-Length', '0')
+            self.end_headers()
+            return
+        self.send_response(206 if start else 200)
+        if start:
+            self.send_header('Content-Range', f'bytes {start}-{len(data) - 1}/{len(data)}')
+        self.send_header('Content-Length', str(len(data) - start))
+        self.end_headers()
+        body = data[start:] if srv.cut_after is None else data[start:start + srv.cut_after]
+        self.wfile.write(body)
+        srv.sent += len(body)
+        self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(autouse=True)
+def no_proxy(monkeypatch):
+    """Keep urllib from routing 127.0.0.1 through a proxy set in the environment."""
+    for name in ('http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY', 'all_proxy',
+                 'ALL_PROXY'):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv('no_proxy', '127.0.0.1,localhost')
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A threaded HTTP server on 127.0.0.1 serving PAYLOAD as /blob.caffemodel."""
+    root = tmp_path / 'served'
+    root.mkdir()
+    (root / FILE).write_bytes(PAYLOAD)
+    httpd = http.server.ThreadingHTTPServer(
+        ('127.0.0.1', 0), functools.partial(RangeHandler, directory=str(root)))
+    httpd.requests, httpd.sent, httpd.ranges, httpd.cut_after = [], 0, True, None
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={'poll_interval': 0.05},
+                              daemon=True)
+    thread.start()
+    watchdog = threading.Timer(60, httpd.shutdown)
+    watchdog.daemon = True
+    watchdog.start()
+    yield httpd
+    watchdog.cancel()
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(5)
+
+
+def url_of(httpd, name=FILE):
+    return f'http://127.0.0.1:{httpd.server_address[1]}/{name}'
+
+
+def entry(url, sha1=SHA1, size=N, name='blob', kind='fcn-release'):
+    checks = 'computed from the test payload' if sha1 or size else None
+    e = {'name': name, 'file': f'{name}.caffemodel', 'kind': kind, 'url': url, 'size': size,
+         'sha1': sha1, 'provenance': {'released_by': 'the test', 'source': 'the test'},
+         'licence': 'test', 'format': 'bytes', 'metric': None}
+    if checks:
+        e['checks_source'] = checks
+    e.update({'fcn-release': {'model': 'voc-fcn32s'}, 'ilsvrc-classifier': {'init_for': []},
+              'derived': {'init_for': [], 'produced_by': 'python -m make.it', 'from': 'cls'}
+              }[kind])
+    return e
+
+
+def run(tmp_path, *entries, args=('blob',)):
+    """Write a test manifest holding `entries` and run the CLI into tmp_path/dest."""
+    path = tmp_path / 'manifest.json'
+    path.write_text(json.dumps({'schema': 1, 'about': 'test', 'files': list(entries),
+                                'not_released': {}}), encoding='utf-8')
+    dest = tmp_path / 'dest'
+    return download.main(['--manifest', str(path), '--dest', str(dest), *args]), dest
+
+
+def test_full_download_verifies_and_renames(server, tmp_path, capsys):
+    """A fresh download streams with a progress bar, verifies size and sha1, and leaves
+    only the final file."""
+    rc, dest = run(tmp_path, entry(url_of(server)))
+    err = capsys.readouterr().err
+    assert rc == 0
+    assert (dest / 'blob.caffemodel').read_bytes() == PAYLOAD
+    assert not (dest / 'blob.caffemodel.part').exists()
+    assert server.requests == [('/' + FILE, None)]
+    assert re.search(r'\[#+\s*\] 100\.0% 3\.0/3\.0 MB [\d.]+ MB/s', err)
+    assert 'size and sha1 verified' in err
+
+
+def test_resume_requests_only_the_remaining_bytes(server, tmp_path, capsys):
+    """A .part file is resumed with a Range request; only the missing bytes travel."""
+    dest = tmp_path / 'dest'
+    dest.mkdir()
+    (dest / 'blob.caffemodel.part').write_bytes(PAYLOAD[:1_234_567])
+    rc, _ = run(tmp_path, entry(url_of(server)))
+    assert rc == 0
+    assert server.requests == [('/' + FILE, 'bytes=1234567-')]
+    assert server.sent == N - 1_234_567
+    assert (dest / 'blob.caffemodel').read_bytes() == PAYLOAD
+    assert 'resuming at byte 1234567' in capsys.readouterr().err
+
+
+def test_broken_connection_keeps_the_part_and_resumes(server, tmp_path, capsys):
+    """A body cut short keeps its bytes in .part (no final file); the next run resumes."""
+    server.cut_after = 1_500_000
+    rc, dest = run(tmp_path, entry(url_of(server), size=None))
+    kept = (dest / 'blob.caffemodel.part').stat().st_size
+    assert rc == 2 and not (dest / 'blob.caffemodel').exists()
+    assert 0 < kept <= 1_500_000
+    assert re.search(r'only \d+ of 3000123 bytes arrived.*again to resume',
+                     capsys.readouterr().err)
+    server.cut_after = None
+    rc, _ = run(tmp_path, entry(url_of(server), size=None))
+    assert rc == 0 and server.requests[-1][1] == f'bytes={kept}-'
+    assert (dest / 'blob.caffemodel').read_bytes() == PAYLOAD
+
+
+def test_server_without_range_support_restarts(server, tmp_path, capsys):
+    """A server that answers a Range request with 200 makes the download start over."""
+    server.ranges = False
+    dest = tmp_path / 'dest'
+    dest.mkdir()
+    (dest / 'blob.caffemodel.part').write_bytes(b'x' * 1000)
+    rc, _ = run(tmp_path, entry(url_of(server)))
+    assert rc == 0
+    assert server.requests == [('/' + FILE, 'bytes=1000-')] and server.sent == N
+    assert (dest / 'blob.caffemodel').read_bytes() == PAYLOAD
+    assert 'ignored the Range request' in capsys.readouterr().err
+
+
+def test_part_longer_than_the_file_restarts(server, tmp_path):
+    """A .part past the end (HTTP 416) is discarded and the file downloaded afresh."""
+    dest = tmp_path / 'dest'
+    dest.mkdir()
+    (dest / 'blob.caffemodel.part').write_bytes(PAYLOAD + b'junk')
+    rc, _ = run(tmp_path, entry(url_of(server), size=None))
+    assert rc == 0 and [r for _, r in server.requests] == [f'bytes={N + 4}-', None]
+    assert (dest / 'blob.caffemodel').read_bytes() == PAYLOAD
+
+
+def test_present_verified_file_is_skipped(server, tmp_path, capsys):
+    """A file already present with the right size and sha1 is not downloaded again."""
+    dest = tmp_path / 'dest'
+    dest.mkdir()
+    (dest / 'blob.caffemodel').write_bytes(PAYLOAD)
+    rc, _ = run(tmp_path, entry(url_of(server)))
+    assert rc == 0 and server.requests == []
+    assert 'already present, verified' in capsys.readouterr().err
+
+
+def test_all_fetches_every_url_and_lists(server, tmp_path, capsys):
+    """--all downloads the entries with a URL only; --list shows what is here."""
+    derived = entry(None, sha1=None, size=None, name='made', kind='derived')
+    classifier = entry(url_of(server), name='cls', kind='ilsvrc-classifier')
+    (tmp_path / 'served' / 'cls.caffemodel').write_bytes(PAYLOAD)
+    rc, dest = run(tmp_path, classifier, derived, args=('--all',))
+    assert rc == 0 and sorted(p.name for p in dest.iterdir()) == ['cls.caffemodel']
+    rc, _ = run(tmp_path, classifier, derived, args=('--list',))
+    table = capsys.readouterr().out
+    assert rc == 0 and re.search(r'cls\s+ilsvrc-classifier\s+3\s+yes\s+yes', table)
+    assert re.search(r'made\s+derived\s+\?\s+-\s+make', table)
+
+
+def test_catch_checksum_mismatch(server, tmp_path, capsys):
+    """A sha1 mismatch leaves no final file and no .part, and says what happened."""
+    rc, dest = run(tmp_path, entry(url_of(server), sha1=hashlib.sha1(b'other').hexdigest()))
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert not (dest / 'blob.caffemodel').exists()
+    assert not (dest / 'blob.caffemodel.part').exists()
+    assert re.search(r'has sha1 [0-9a-f]{40} where the manifest records', err)
+    assert 'nothing was written to' in err and 'Traceback' not in err
+
+
+def test_catch_server_size_differs_from_manifest(server, tmp_path, capsys):
+    """A server announcing another size than the manifest's is refused before any byte."""
+    rc, dest = run(tmp_path, entry(url_of(server), size=N + 1))
+    assert rc == 2 and not any(dest.iterdir())
+    assert f'serves {N} bytes where the manifest records {N + 1}' in capsys.readouterr().err
+
+
+def test_catch_connection_refused(tmp_path, capsys):
+    """An unreachable server gives the offline message: what, from where, put where."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    url = f'http://127.0.0.1:{port}/{FILE}'
+    rc, dest = run(tmp_path, entry(url))
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert f'from:     {url}' in err
+    assert f'put it:   {dest / "blob.caffemodel"}' in err
+    assert 'refused' in err.lower() and 'Traceback' not in err
+
+
+def test_catch_http_error(server, tmp_path, capsys):
+    """An HTTP error status is reported with the URL and the destination."""
+    rc, _ = run(tmp_path, entry(url_of(server, 'missing.caffemodel')))
+    err = capsys.readouterr().err
+    assert rc == 2 and 'HTTP 404' in err and 'missing.caffemodel' in err
+
+
+def test_catch_present_file_that_fails_verification(server, tmp_path, capsys):
+    """A wrong file under the final name is left alone and reported, not overwritten."""
+    dest = tmp_path / 'dest'
+    dest.mkdir()
+    (dest / 'blob.caffemodel').write_bytes(b'mine')
+    rc, _ = run(tmp_path, entry(url_of(server)))
+    assert rc == 2 and (dest / 'blob.caffemodel').read_bytes() == b'mine'
+    assert 'is present but has 4 bytes' in capsys.readouterr().err
+    assert server.requests == []
+
+
+def test_catch_derived_entry(tmp_path, capsys):
+    """Asking to download a derived file names the command that makes it instead."""
+    derived = entry(None, sha1=None, size=None, name='made', kind='derived')
+    classifier = entry('http://127.0.0.1:9/cls.caffemodel', name='cls',
+                       kind='ilsvrc-classifier')
+    rc, _ = run(tmp_path, classifier, derived, args=('made',))
+    assert rc == 2 and '`python -m make.it`' in capsys.readouterr().err
+
+
+def test_catch_unknown_name(tmp_path, capsys):
+    """An unknown name exits 2 listing the known ones."""
+    rc, _ = run(tmp_path, entry('http://127.0.0.1:9/x.caffemodel'), args=('nope',))
+    assert rc == 2 and 'known: blob' in capsys.readouterr().err
+
+
+def test_catch_no_names():
+    """Without names, --all or --list the CLI stops with a usage error."""
+    with pytest.raises(SystemExit) as info:
+        download.main([])
+    assert info.value.code == 2
+
+
+def test_help_has_examples():
+    """--help works offline and ends with example commands."""
+    text = download.get_args_parser().format_help()
+    assert 'examples:' in text and 'python -m weights.download --all' in text
+
+
+def test_shipped_manifest_lists_offline(tmp_path, capsys):
+    """--list on the real manifest touches no network and shows every entry."""
+    assert download.main(['--list', '--dest', str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in mf.load().entries)

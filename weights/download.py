@@ -1,0 +1,269 @@
+"""Fetch the caffemodels listed in weights/manifest.json, resumably, and verify them.
+
+Each file streams into `<file>.part` beside its final name. An interrupted download resumes
+from the .part with an HTTP Range request; a server that ignores Range answers 200 and the
+download restarts from byte 0. The file takes its final name (an atomic rename) only after
+its size and sha1 match the manifest wherever the manifest records them, so a final name
+never holds a partial or corrupt file. Files already present and verified are skipped.
+Failures print what to fetch, from where and where to put it, and the exit status is 2.
+"""
+import argparse
+import http.client
+import os
+import pathlib
+import re
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from weights import manifest as mf
+
+CHUNK = 1 << 20
+FAILED = 2
+MB = 1e6
+EXAMPLES = """examples:
+  python -m weights.download --list                 what the manifest holds, what is here
+  python -m weights.download vgg16-ilsvrc           the classifier FCN-VGG16 starts from
+  python -m weights.download voc-fcn8s              a release, named by the model it serves
+  python -m weights.download --all                  every file that has a URL
+  FCN_WEIGHTS=/data/caffemodels python -m weights.download fcn32s-heavy-pascal
+"""
+
+
+class DownloadError(RuntimeError):
+    """A file could not be fetched or verified; the message says what to do instead."""
+
+
+def fetch(entry, folder, timeout=60.0, out=None):
+    """Put the verified file of `entry` in `folder`; return 'present' or 'downloaded'.
+
+    Progress and notes go to `out` (default: stderr); failures raise DownloadError."""
+    out = out or sys.stderr
+    final = pathlib.Path(folder) / entry['file']
+    if entry['url'] is None:
+        raise DownloadError(mf.missing_message(entry, final))
+    if final.exists():
+        return _present(entry, final, out)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    part = final.with_name(final.name + '.part')
+    total = _transfer(entry, part, final, timeout, out)
+    expected = entry['size'] if entry['size'] is not None else total
+    got = part.stat().st_size
+    if expected is not None and got < expected:  # longer is caught by mf.check below
+        raise DownloadError(f'{entry["name"]}: only {got} of {expected} bytes arrived; '
+                            f'{part} keeps them. Run `python -m weights.download '
+                            f'{entry["name"]}` again to resume.')
+    problem = mf.check(part, entry)
+    if problem:
+        part.unlink()
+        raise DownloadError(
+            f'{entry["name"]}: the downloaded file {problem}. It was deleted ({part}) and '
+            f'nothing was written to {final}. Run the command again to download afresh; if '
+            f'the mismatch persists, {entry["url"]} no longer serves the file the manifest '
+            f'records, so check the source and fix {entry["file"]}\'s entry in the manifest.')
+    os.replace(part, final)
+    checked = 'size and sha1' if entry['sha1'] else 'size' if expected else 'nothing'
+    print(f'{entry["name"]}: saved {final} ({checked} verified)', file=out)
+    return 'downloaded'
+
+
+def _present(entry, final, out):
+    problem = mf.check(final, entry)
+    if problem:
+        raise DownloadError(f'{final} is present but {problem}. Move or delete it, then run '
+                            f'`python -m weights.download {entry["name"]}` again.')
+    unchecked = entry['sha1'] is None and entry['size'] is None
+    how = 'the manifest has no size or sha1 to check it against' if unchecked else 'verified'
+    print(f'{entry["name"]}: already present, {how} ({final})', file=out)
+    return 'present'
+
+
+def _transfer(entry, part, final, timeout, out):
+    """Stream the URL into `part`, resuming it if possible; return the server's total."""
+    offset = part.stat().st_size if part.exists() else 0
+    if entry['size'] is not None and offset >= entry['size']:
+        if offset == entry['size']:
+            return entry['size']
+        part.unlink()
+        offset = 0
+    try:
+        response = _open(entry['url'], offset, timeout)
+    except urllib.error.HTTPError as e:
+        if e.code != 416 or not offset:
+            raise DownloadError(offline_message(entry, final, f'HTTP {e.code} {e.reason}'))
+        print(f'{entry["name"]}: the server refused to resume at byte {offset}; restarting',
+              file=out)
+        part.unlink()
+        return _transfer(entry, part, final, timeout, out)
+    except (urllib.error.URLError, OSError) as e:
+        raise DownloadError(offline_message(entry, final, getattr(e, 'reason', e)))
+    with response:
+        offset, total = _resume_point(entry, response, offset, part, out)
+        progress = Progress(entry['name'], offset, total, out)
+        try:
+            with open(part, 'ab' if offset else 'wb') as f:
+                for block in iter(lambda: response.read(CHUNK), b''):
+                    f.write(block)
+                    progress.update(f.tell())
+                f.flush()
+                os.fsync(f.fileno())
+        except (OSError, http.client.HTTPException) as e:
+            progress.finish()
+            raise DownloadError(f'{entry["name"]}: the connection broke ({e}); {part} keeps '
+                                f'what arrived. Run the command again to resume.') from None
+        progress.finish()
+    return total
+
+
+def _open(url, offset, timeout):
+    headers = {'User-Agent': 'fcn-caffe-torch weights.download'}
+    if offset:
+        headers['Range'] = f'bytes={offset}-'
+    return urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                  timeout=timeout)
+
+
+def _resume_point(entry, response, offset, part, out):
+    """(offset to write from, total size or None), after checking the server's answer."""
+    status = response.status
+    if offset and status == 206:
+        span = re.fullmatch(r'bytes (\d+)-\d+/(\d+|\*)',
+                            response.headers.get('Content-Range', '').strip())
+        if not span or int(span[1]) != offset:
+            raise DownloadError(
+                f'{entry["name"]}: asked {entry["url"]} for bytes {offset}- and got '
+                f'Content-Range {response.headers.get("Content-Range")!r}. Delete {part} '
+                f'and run the command again to download from the start.')
+        total = None if span[2] == '*' else int(span[2])
+        print(f'{entry["name"]}: resuming at byte {offset}', file=out)
+    elif status == 200:
+        if offset:
+            print(f'{entry["name"]}: the server ignored the Range request (answered 200); '
+                  f'restarting from byte 0', file=out)
+        offset = 0
+        length = response.headers.get('Content-Length')
+        total = int(length) if length and length.isdigit() else None
+    else:
+        raise DownloadError(f'{entry["name"]}: {entry["url"]} answered HTTP {status}, '
+                            f'expected 200 or 206')
+    if None not in (total, entry['size']) and total != entry['size']:
+        raise DownloadError(
+            f'{entry["name"]}: {entry["url"]} serves {total} bytes where the manifest records '
+            f'{entry["size"]}: a different file, so it was not downloaded.')
+    return offset, total if total is not None else entry['size']
+
+
+def offline_message(entry, final, reason):
+    """What to download from where, and where to put it, when the URL cannot be reached."""
+    return (f'could not download "{entry["name"]}": {reason}.\n'
+            f'  file:     {entry["file"]}\n'
+            f'  from:     {entry["url"]}\n'
+            f'  put it:   {final}\n'
+            f'Fetch it on a machine that is online (e.g. curl -L -o {entry["file"]} '
+            f'{entry["url"]}) and copy it there, or point FCN_WEIGHTS at a folder that holds '
+            f'it; `python -m weights.download {entry["name"]}` then verifies it.')
+
+
+class Progress:
+    """A one-line bar on stderr: bytes, percent when the total is known, MB/s."""
+
+    def __init__(self, name, done, total, out, every=0.25):
+        self.name, self.total, self.out, self.every = name, total, out, every
+        self.start, self.first, self.shown, self.done = time.monotonic(), done, 0.0, done
+
+    def update(self, done, end=''):
+        """Redraw at most every `every` seconds, and always when `end` is given."""
+        self.done, now = done, time.monotonic()
+        if now - self.shown < self.every and not end:
+            return
+        self.shown, rate = now, (done - self.first) / MB / max(now - self.start, 1e-6)
+        text = f'{self.name} {done / MB:.1f} MB {rate:.1f} MB/s'
+        if self.total:
+            frac = min(done / self.total, 1.0)
+            text = (f'{self.name} [{"#" * int(frac * 30):<30}] {100 * frac:5.1f}% '
+                    f'{done / MB:.1f}/{self.total / MB:.1f} MB {rate:.1f} MB/s')
+        self.out.write('\r' + text + end)
+        self.out.flush()
+
+    def finish(self):
+        self.update(self.done, end='\n')
+
+
+def listing(manifest, folder):
+    rows = [('name', 'kind', 'MB', 'sha1', 'here', 'serves')]
+    for e in manifest.entries.values():
+        path = pathlib.Path(folder) / e['file']
+        here = 'yes' if path.exists() else 'part' if path.with_name(
+            path.name + '.part').exists() else ('make' if e['url'] is None else 'no')
+        size = f'{e["size"] / MB:.0f}' if e['size'] else '?'
+        serves = e.get('model') or ', '.join(e.get('init_for', [])) or '-'
+        rows.append((e['name'], e['kind'], size, 'yes' if e['sha1'] else '-', here, serves))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = ['  '.join(c.ljust(w) for c, w in zip(r, widths)) + '  ' + r[5] for r in rows]
+    return '\n'.join([f'folder: {folder}'] + lines)
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(
+        prog='python -m weights.download', epilog=EXAMPLES,
+        description='Download caffemodels from weights/manifest.json, resuming partial files '
+                    'and verifying size and sha1 where the manifest records them.',
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('names', nargs='*', metavar='NAME',
+                        help='manifest entry names, or the nets/ model ids they serve')
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument('--all', action='store_true', help='every entry that has a URL')
+    which.add_argument('--list', action='store_true', help='list the entries and stop')
+    parser.add_argument('--dest', type=pathlib.Path, default=None,
+                        help='folder for the files (default: $FCN_WEIGHTS, else '
+                             'weights/downloads/ in this checkout)')
+    parser.add_argument('--manifest', type=pathlib.Path, default=mf.MANIFEST,
+                        help='manifest to read (default: %(default)s)')
+    parser.add_argument('--timeout', type=float, default=60.0,
+                        help='seconds to wait for the server before giving up '
+                             '(default: %(default)s)')
+    return parser
+
+
+def main(args=None):
+    parser = get_args_parser()
+    opts = parser.parse_args(args)
+    if opts.names and (opts.all or opts.list):
+        parser.error('give NAMEs or --all or --list, not several')
+    try:
+        manifest = mf.load(opts.manifest)
+        folder = opts.dest or mf.weights_dir()
+        if opts.list:
+            print(listing(manifest, folder))
+            return 0
+        if not (opts.names or opts.all):
+            parser.error('name the files to fetch, or pass --all or --list')
+        entries = ([e for e in manifest.entries.values() if e['url']] if opts.all
+                   else [manifest.get(n) for n in opts.names])
+    except (mf.ManifestError, mf.UnknownWeightsError, OSError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return FAILED
+    return _fetch_all(entries, folder, opts.timeout)
+
+
+def _fetch_all(entries, folder, timeout):
+    failed = []
+    for entry in entries:
+        try:
+            fetch(entry, folder, timeout)
+        except DownloadError as e:
+            print(f'error: {e}', file=sys.stderr)
+            failed.append(entry['name'])
+        except KeyboardInterrupt:
+            print(f'\ninterrupted: the .part file in {folder} resumes on the next run',
+                  file=sys.stderr)
+            return 130
+    if failed:
+        print(f'{len(failed)} of {len(entries)} failed: {", ".join(failed)}', file=sys.stderr)
+        return FAILED
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
