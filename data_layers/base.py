@@ -14,6 +14,8 @@ reference turned randomization off whenever 'train' was not in the split name).
 The draws come from a random.Random(seed) owned by each layer. The reference seeded the global
 `random` module, which its train and test layers shared; ours differ from it only in not
 sharing that state, so one random layer draws exactly the reference's sequence.
+In data-parallel training (caffe.solver_count() > 1), a TRAIN-phase layer of rank r draws with
+seed + r, or reads ids r, r + count, r + 2 count, ... so the ranks see different images.
 
 Images: PIL -> float32 -> RGB to BGR -> minus the mean -> HWC to CHW. Labels: 1 x H x W
 (uint8 class indices, 255 = void), written into the float tops. Subclasses: see SegDataLayer.
@@ -151,9 +153,20 @@ class SegDataLayer(caffe.Layer):
         self.mean_bgr = np.array(self.params.get('mean') or self.mean, dtype=np.float32)
         self._folders = {}
         self.indices = self.read_split()
-        self.rng = random.Random(self.params['seed']) if self.params['randomize'] else None
-        self.idx = self.rng.randint(0, len(self.indices) - 1) if self.rng else 0
+        rank, self.stride = self._rank_and_count()
+        self.rng = random.Random(self.params['seed'] + rank) if self.params['randomize'] \
+            else None
+        self.idx = self.rng.randint(0, len(self.indices) - 1) if self.rng \
+            else rank % len(self.indices)
         self._loaded_idx = None
+
+    def _rank_and_count(self):
+        """(rank, solver count) when this TRAIN layer is one of several data-parallel
+        solvers; test nets run on the root solver only and read every id."""
+        count = getattr(caffe, 'solver_count', lambda: 1)()
+        if count <= 1 or getattr(self, 'phase', 0) != caffe.TRAIN:
+            return 0, 1
+        return caffe.solver_rank(), count
 
     def reshape(self, bottom, top):
         if self._loaded_idx != self.idx:
@@ -171,7 +184,7 @@ class SegDataLayer(caffe.Layer):
         if self.rng is not None:
             self.idx = self.rng.randint(0, len(self.indices) - 1)
         else:
-            self.idx = (self.idx + 1) % len(self.indices)
+            self.idx = (self.idx + self.stride) % len(self.indices)
 
     def backward(self, top, propagate_down, bottom):
         pass

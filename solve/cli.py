@@ -7,6 +7,7 @@ one that was interrupted resumes from its newest snapshot. Everything the chain 
 """
 import argparse
 import math
+import os
 import sys
 
 from solve import loop, stages
@@ -127,12 +128,14 @@ def run_stages(model_id, args):
 def main(args, model_id=None):
     from caffe_torch.errors import CaffeError
     from weights.manifest import ManifestError, UnknownWeightsError
+    from caffe_torch import parallel
+    from caffe_torch.backend import caffe
     model_id = model_id or args.model
     args.out = args.out or loop.default_out()
-    if args.gpu is not None:
-        from caffe_torch.backend import caffe
-        caffe.set_device(args.gpu)
+    if args.gpu is not None:  # under torchrun, each process takes the GPU of its local rank
+        caffe.set_device(args.gpu + int(os.environ.get('LOCAL_RANK', '0')))
         caffe.set_mode_gpu()
+    parallel.init_from_env()
     try:
         run_stages(model_id, args)
     except (FileNotFoundError, CaffeError, ManifestError, UnknownWeightsError) as e:

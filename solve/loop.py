@@ -18,7 +18,7 @@ import pathlib
 import re
 import sys
 
-from caffe_torch import formats
+from caffe_torch import formats, mode, parallel
 from caffe_torch.logs import GlogFormatter
 from data_layers import paths
 from nets.datasets import DATASETS
@@ -82,7 +82,8 @@ def train(model_id, init, out_root, rounds=None, step=None, resume=None, progres
     folder = stage_dir(out_root, model_id)
     folder.mkdir(parents=True, exist_ok=True)
     check_datasets(model_id)
-    handler = _log_to(folder / 'train.log')
+    root = mode.root_solver()  # in data-parallel runs, rank 0 alone scores and writes
+    handler = _log_to(folder / 'train.log') if root else None
     try:
         solver = build_solver(model_id, folder)
         resume = resume or latest_state(folder)
@@ -92,21 +93,26 @@ def train(model_id, init, out_root, rounds=None, step=None, resume=None, progres
         else:
             stages.initialise(model_id, solver.net, init)
         stages.bilinear(solver.net)
-        _train_rounds(model_id, solver, folder, rounds, step, progress)
-        solver.net.save(str(final_weights(out_root, model_id)))
-        log.info('%s done: %s', model_id, final_weights(out_root, model_id))
+        parallel.DataParallel(solver)
+        _train_rounds(model_id, solver, folder, rounds, step, progress and root, root)
+        if root:
+            solver.net.save(str(final_weights(out_root, model_id)))
+            log.info('%s done: %s', model_id, final_weights(out_root, model_id))
     finally:
-        _stop_logging(handler)
+        if handler:
+            _stop_logging(handler)
     return final_weights(out_root, model_id)
 
 
-def _train_rounds(model_id, solver, folder, rounds, step, progress):
+def _train_rounds(model_id, solver, folder, rounds, step, progress, root=True):
     bar = _ProgressBar(step, enabled=progress)
     solver.add_callback(bar.tick, lambda: None)
     for done in range(solver.iter // step, rounds):
         bar.start(f'{model_id} round {done + 1}/{rounds}')
         solver.step(step)
         bar.finish()
+        if not root:
+            continue
         results = seg_tests(model_id, solver, progress)
         _append_scores(folder / 'scores.csv', solver.iter, results)
         solver.snapshot()
