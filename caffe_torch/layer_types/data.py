@@ -93,9 +93,9 @@ class DummyDataLayer(Layer):
         if not given:
             given = [caffe_pb2.FillerParameter(type='constant', value=0)]
         for filler in given:
-            if filler.type not in fillers._FILLERS:
+            if filler.type not in fillers.filler_types():
                 self.fail(f'unknown data_filler type "{filler.type}"; known types: '
-                          f'{", ".join(sorted(fillers._FILLERS))}')
+                          f'{", ".join(fillers.filler_types())}')
         return given
 
     def _shapes(self, param, num_top):
