@@ -6,8 +6,8 @@ from caffe_torch import io, logs  # noqa: F401
 from caffe_torch.blob import Blob  # noqa: F401
 from caffe_torch.layer import Layer  # noqa: F401
 from caffe_torch.layer_factory import layer_type_list  # noqa: F401
-from caffe_torch.mode import (root_solver, set_device, set_mode_cpu,  # noqa: F401
-                              set_mode_gpu, set_multiprocess, set_random_seed,
+from caffe_torch.mode import (root_solver, set_device, set_fast_math,  # noqa: F401
+                              set_mode_cpu, set_mode_gpu, set_multiprocess, set_random_seed,
                               set_solver_count, set_solver_rank, solver_count, solver_rank)
 from caffe_torch.net_spec import NetSpec, layers, params, to_proto  # noqa: F401
 from caffe_torch.proto import caffe_pb2  # noqa: F401

@@ -24,9 +24,8 @@ def set_mode_gpu():
     if not torch.cuda.is_available():
         raise RuntimeError('set_mode_gpu: no CUDA device is visible to PyTorch; install '
                            'a CUDA build of torch on a GPU machine, or stay in CPU mode.')
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
     _state['mode'] = 'gpu'
+    set_fast_math(_state.get('fast_math', False))
 
 
 def set_device(device_id):
@@ -95,3 +94,22 @@ def set_multiprocess(multiprocess):
 
 def root_solver():
     return _state['solver_rank'] == 0
+
+
+def set_fast_math(enabled):
+    """Opt in to faster, less exact arithmetic: a departure from Caffe's float32 results.
+
+    On GPUs: TF32 matrix products and convolutions (10-bit mantissas inside, ~1e-3 relative
+    differences) and cuDNN's autotuned algorithms; on CPUs: torch's 'medium' float32 matmul
+    precision (bfloat16 internally where the processor has it). Off by default; runs made
+    with it are labelled as such by the toolkit (solve/ writes it into run.json).
+    """
+    _state['fast_math'] = bool(enabled)
+    torch.backends.cuda.matmul.allow_tf32 = bool(enabled)
+    torch.backends.cudnn.allow_tf32 = bool(enabled)
+    torch.backends.cudnn.benchmark = bool(enabled)
+    torch.set_float32_matmul_precision('medium' if enabled else 'highest')
+
+
+def fast_math():
+    return _state.get('fast_math', False)

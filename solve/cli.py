@@ -37,6 +37,9 @@ def get_args_parser(model_id=None):
     parser.add_argument('--out', default=None,
                         help='output folder (default: $FCN_OUT or out/ in the checkout)')
     parser.add_argument('--resume', help='solverstate to resume this model from')
+    parser.add_argument('--fast-math', action='store_true',
+                        help='TF32 / reduced-precision matmuls: faster, NOT Caffe\'s '
+                             'arithmetic; the run is labelled so (see README)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bars')
     return parser
 
@@ -135,6 +138,7 @@ def main(args, model_id=None):
     if args.gpu is not None:  # under torchrun, each process takes the GPU of its local rank
         caffe.set_device(args.gpu + int(os.environ.get('LOCAL_RANK', '0')))
         caffe.set_mode_gpu()
+    caffe.set_fast_math(args.fast_math)
     parallel.init_from_env()
     try:
         run_stages(model_id, args)

@@ -94,6 +94,8 @@ def train(model_id, init, out_root, rounds=None, step=None, resume=None, progres
             stages.initialise(model_id, solver.net, init)
         stages.bilinear(solver.net)
         parallel.DataParallel(solver)
+        if root:
+            _record_run(folder, model_id, rounds, step)
         _train_rounds(model_id, solver, folder, rounds, step, progress and root, root)
         if root:
             solver.net.save(str(final_weights(out_root, model_id)))
@@ -132,6 +134,16 @@ def seg_tests(model_id, solver, progress=True):
                                   label_blob == 'sem')
         results.append(metrics)
     return results[0]
+
+
+def _record_run(folder, model_id, rounds, step):
+    """run.json: what produced this stage's numbers (tables label fast-math runs)."""
+    import json
+    import torch
+    run = {'model': model_id, 'rounds': rounds, 'step': step, 'mode': mode.mode(),
+           'ranks': mode.solver_count(), 'fast_math': mode.fast_math(),
+           'torch': torch.__version__}
+    formats.atomic_write(folder / 'run.json', json.dumps(run, indent=1).encode())
 
 
 def _append_scores(path, iteration, metrics):
