@@ -11,7 +11,7 @@ help-models:  ## list the model targets: make <model> [ARGS='--gpu 0 --out DIR']
 $(MODELS):
 	$(PYTHON) solve/$(subst -,_,$@).py $(ARGS)
 
-.PHONY: $(MODELS) help-models help install test test-gpu smoke bench weights nets check-nets proto check-proto lint clean
+.PHONY: $(MODELS) help-models help install test test-gpu smoke bench tables weights nets check-nets proto check-proto lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -31,6 +31,9 @@ bench:  ## engine vs direct PyTorch: FCN-8s 500x500 time and peak memory (minute
 
 smoke:  ## write a V1 net + caffemodel, upgrade and round-trip them (until `make demo` exists)
 	$(PYTHON) -m caffe_torch.tools.smoke out/smoke
+
+tables:  ## the paper's tables beside this toolkit's numbers (ARGS='--format csv --output t.csv')
+	$(PYTHON) -m solve.tables $(ARGS)
 
 weights:  ## download every public caffemodel of weights/manifest.json (several GB)
 	$(PYTHON) -m weights.download --all

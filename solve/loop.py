@@ -25,9 +25,11 @@ from nets.datasets import DATASETS
 from nets.generate import NETS
 from nets.models import MODELS
 from solve import score, stages
+from solve.console import ProgressBar
 
 log = logging.getLogger('fcn.solve')
-SCORE_FIELDS = ['iteration', 'loss', 'pixel_accuracy', 'mean_accuracy', 'mean_iu', 'fw_iu']
+SCORE_FIELDS = ['iteration', 'head', 'loss', 'pixel_accuracy', 'mean_accuracy', 'mean_iu',
+                'fw_iu']
 
 
 def stage_dir(out_root, model_id):
@@ -106,13 +108,27 @@ def train(model_id, init, out_root, rounds=None, step=None, resume=None, progres
     return final_weights(out_root, model_id)
 
 
+class _RoundProgress:
+    """A progress bar per round, advanced by the solver's on_start callback."""
+
+    def __init__(self):
+        self.bar, self.count = None, 0
+
+    def begin(self, label, total):
+        self.bar, self.count = ProgressBar(total, 'it', label), 0
+
+    def tick(self):
+        self.count += 1
+        self.bar.update(self.count)
+
+
 def _train_rounds(model_id, solver, folder, rounds, step, progress, root=True):
-    bar = _ProgressBar(step, enabled=progress)
-    solver.add_callback(bar.tick, lambda: None)
+    bar = _RoundProgress()
+    if progress:
+        solver.add_callback(bar.tick, lambda: None)
     for done in range(solver.iter // step, rounds):
-        bar.start(f'{model_id} round {done + 1}/{rounds}')
+        bar.begin(f'{model_id} round {done + 1}/{rounds}', step)
         solver.step(step)
-        bar.finish()
         if not root:
             continue
         results = seg_tests(model_id, solver, progress)
@@ -121,19 +137,23 @@ def _train_rounds(model_id, solver, folder, rounds, step, progress, root=True):
         _plot(folder)
 
 
+def heads(model_id):
+    """(head, score blob, label blob, loss blob) of each output a model is scored on."""
+    if MODELS[model_id]['dataset'] == 'siftflow':
+        return [('sem', 'score_sem', 'sem', 'loss'), ('geo', 'score_geo', 'geo', 'loss_geo')]
+    return [('score', 'score', 'label', 'loss')]
+
+
 def seg_tests(model_id, solver, progress=True):
-    """Score the test net on the whole test split, each head of the model on its labels."""
-    spec = MODELS[model_id]
-    heads = [('score_sem', 'sem', 'loss'), ('score_geo', 'geo', 'loss_geo')] \
-        if spec['dataset'] == 'siftflow' else [('score', 'label', 'loss')]
-    results = []
-    for score_blob, label_blob, loss_blob in heads:
+    """Score the test net on the whole test split, each head on its labels; SIFT Flow's
+    semantic head over the classes present in the test set, as the paper does."""
+    spec, results = MODELS[model_id], []
+    for head, score_blob, label_blob, loss_blob in heads(model_id):
         metrics = score.seg_tests(solver, spec['test_iter'], score_blob, label_blob,
                                   loss_blob=loss_blob, progress=progress,
-                                  present_only=spec['dataset'] == 'siftflow' and
-                                  label_blob == 'sem')
-        results.append(metrics)
-    return results[0]
+                                  present_only=head == 'sem')
+        results.append((head, metrics))
+    return results
 
 
 def _record_run(folder, model_id, rounds, step):
@@ -146,21 +166,19 @@ def _record_run(folder, model_id, rounds, step):
     formats.atomic_write(folder / 'run.json', json.dumps(run, indent=1).encode())
 
 
-def _append_scores(path, iteration, metrics):
+def _append_scores(path, iteration, results):
     new = not path.exists()
     with open(path, 'a', newline='') as f:
         writer = csv.writer(f)
         if new:
             writer.writerow(SCORE_FIELDS)
-        writer.writerow([iteration, metrics.loss, metrics.pixel_accuracy,
-                         metrics.mean_accuracy, metrics.mean_iu, metrics.fw_iu])
+        for head, m in results:
+            writer.writerow([iteration, head, m.loss, m.pixel_accuracy, m.mean_accuracy,
+                             m.mean_iu, m.fw_iu])
 
 
 def _plot(folder):
-    try:
-        from solve.curves import plot_curves
-    except ImportError:  # plotting is optional for training
-        return
+    from solve.curves import plot_curves
     plot_curves(folder / 'train.log', folder / 'curves.png')
 
 
@@ -184,33 +202,6 @@ def _stop_logging(handler):
     for name in ('caffe_torch', 'fcn'):
         logging.getLogger(name).removeHandler(handler)
     handler.close()
-
-
-class _ProgressBar:
-    """`[=====>    ] 1234/4000 3.1 it/s` on stderr, advanced by the solver's on_start."""
-
-    def __init__(self, total, enabled=True):
-        self.total, self.enabled, self.count, self.label = total, enabled, 0, ''
-
-    def start(self, label):
-        import time
-        self.count, self.label, self.began = 0, label, time.perf_counter()
-
-    def tick(self):
-        import time
-        self.count += 1
-        if not self.enabled or (self.count % max(1, self.total // 50) and
-                                self.count != self.total):
-            return
-        rate = self.count / max(time.perf_counter() - self.began, 1e-9)
-        filled = int(30 * self.count / self.total)
-        sys.stderr.write(f'\r{self.label} [{"=" * filled}{">" if filled < 30 else ""}'
-                         f'{" " * (29 - filled)}] {self.count}/{self.total} {rate:.2f} it/s')
-        sys.stderr.flush()
-
-    def finish(self):
-        if self.enabled:
-            sys.stderr.write('\n')
 
 
 def default_out():

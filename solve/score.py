@@ -16,12 +16,11 @@ import dataclasses
 import datetime
 import logging
 import os
-import sys
-import time
 
 import numpy as np
 
 from solve import vis
+from solve.console import ProgressBar
 
 logger = logging.getLogger('fcn.score')
 
@@ -172,7 +171,7 @@ def evaluate(net, num_images, score_blob='score', label_blob='label', loss_blob=
         palette = vis.make_palette(vis.PALETTE_SIZE) if palette is None else palette
     confusion, loss_sum = None, 0.0
     has_loss = loss_blob is not None and loss_blob in net.blobs
-    bar = _ProgressBar(num_images) if progress else None
+    bar = ProgressBar(num_images) if progress else None
     for i in range(num_images):
         net.forward()
         scores = net.blobs[score_blob].data[0]
@@ -202,24 +201,6 @@ def _check_evaluate_args(net, num_images, blob_names, save_dir, ids):
     if ids is not None and len(ids) != num_images:
         raise ValueError(f'{len(ids)} ids for num_images={num_images}; give one id per '
                          f'image, in the data layer\'s order')
-
-
-class _ProgressBar:
-    """`[=====>    ] 123/736 2.1 img/s` on stderr, redrawn in place with '\\r'."""
-
-    def __init__(self, total, width=30, stream=None):
-        self.total, self.width = total, width
-        self.stream = stream or sys.stderr
-        self.start = time.perf_counter()
-
-    def update(self, done):
-        filled = self.width * done // self.total
-        arrow = '=' * filled + ('>' if filled < self.width else '')
-        rate = done / max(time.perf_counter() - self.start, 1e-9)
-        self.stream.write(f'\r[{arrow:<{self.width}}] {done}/{self.total} {rate:.1f} img/s')
-        if done == self.total:
-            self.stream.write('\n')
-        self.stream.flush()
 
 
 def seg_tests(solver, num_images, score_blob='score', label_blob='label', loss_blob='loss',

@@ -9,6 +9,7 @@ from PIL import Image
 import caffe_torch as caffe
 from caffe_torch.backend import install_as_caffe
 from solve import score
+from solve.console import ProgressBar
 from solve.score import ConfusionMatrix
 
 
@@ -219,7 +220,7 @@ def test_progress_bar_format():
     """The bar shows the filled fraction, the count and the rate."""
     import io
     stream = io.StringIO()
-    bar = score._ProgressBar(4, width=8, stream=stream)
+    bar = ProgressBar(4, width=8, stream=stream)
     bar.update(2)
     assert stream.getvalue().startswith('\r[====>   ] 2/4 ')
     assert stream.getvalue().endswith(' img/s')

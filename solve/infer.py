@@ -1,0 +1,280 @@
+"""Segment images of any size with a model's deploy net, as fcn's infer.py does.
+
+Per image: RGB -> float32 -> BGR minus the dataset mean of its data layer (data_layers.*)
+-> C x H x W; each Input of the deploy net is reshaped to the image; a head's label map is
+the argmax over its score channels. Written under --out, for image <id>:
+
+    <id>.png           label map as a paletted PNG: pixel values are classes, colours VOC's
+    <id>_overlay.jpg   the labels blended over the image (vis.vis_seg, alpha 0.5)
+
+Two-headed nets (SIFT Flow: score_sem, score_geo) write <id>_sem.png, <id>_geo.png and their
+overlays. Nets with several inputs (NYUD color-hha, color-d) take the first input from the
+positional images and the others from --extra NAME=FILE_OR_FOLDER (same file stem as the
+image when a folder). NYUD HHA images keep their channel order and depth images are 16-bit
+PNGs turned into log depth, as in data_layers.nyud.
+"""
+import argparse
+import importlib
+import io
+import pathlib
+import sys
+
+import numpy as np
+from PIL import Image
+
+from caffe_torch.backend import caffe
+from caffe_torch.errors import CaffeError
+from caffe_torch.formats import atomic_write
+from data_layers import nyud
+from data_layers.base import SegDataLayer
+from nets.datasets import DATASETS
+from nets.generate import NETS
+from nets.models import MODELS
+from solve import classes, results, vis
+from solve.console import HelpFormatter, ProgressBar
+
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.pgm', '.tif', '.tiff', '.webp')
+EXAMPLES = """examples:
+  python -m solve.infer --model voc-fcn8s demo/image.jpg --out out/demo
+  python -m solve.infer --model voc-fcn32s --weights out/voc-fcn32s/voc-fcn32s.caffemodel \\
+      photos/ --out out/photos --histogram
+  python -m solve.infer --model nyud-fcn32s-color-hha nyud/data/images/ \\
+      --extra hha=nyud/data/hha/ --out out/nyud --gpu 0
+  python -m solve.infer --model siftflow-fcn16s coast.jpg --out out/siftflow
+"""
+
+
+class InferError(ValueError):
+    """Inputs that do not fit the net: missing or extra inputs, unreadable images."""
+
+
+def read_image(path, rgb=True):
+    """float32 H x W x 3 RGB (grey, palette and alpha images converted), or as stored."""
+    try:
+        with Image.open(path) as im:
+            return np.array(im.convert('RGB') if rgb else im, dtype=np.float32)
+    except OSError as e:  # missing, unreadable or not an image
+        raise InferError(f'cannot read the image {path}: {e}') from None
+
+
+def read_rgb(path):
+    return read_image(path)
+
+
+def _bgr(mean):
+    return lambda path: SegDataLayer.bgr_minus_mean(read_rgb(path), np.float32(mean))
+
+
+def _hha(path):
+    return (read_rgb(path) - np.float32(nyud.HHA_MEAN)).transpose(2, 0, 1)
+
+
+def _depth(path):
+    depth = read_image(path, rgb=False)
+    if depth.ndim != 2 or (depth <= 0).any():
+        raise InferError(f'{path}: a depth input must be a one-channel (16-bit) PNG with every '
+                         f'value > 0, as NYUDv2\'s filled depth maps; got shape {depth.shape}')
+    return (np.log(depth) - np.float32(nyud.LOG_DEPTH_MEAN))[np.newaxis]
+
+
+def preparers(dataset):
+    """{input blob: image file -> C x H x W float32} as the dataset's data layer prepares
+    its tops: the BGR mean is the layer's (or the dataset's param_str 'mean')."""
+    spec = DATASETS[dataset]
+    layer = getattr(importlib.import_module(spec['module']), spec['val'][0])
+    mean = spec['extra'].get('mean', layer.mean)
+    if dataset == 'nyud':
+        return {'color': _bgr(mean), 'hha': _hha, 'depth': _depth}
+    return {'data': _bgr(mean)}
+
+
+def list_images(paths):
+    """Image files of `paths` (folders expanded, sorted), checked for clashing ids."""
+    files = []
+    for path in map(pathlib.Path, paths):
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise InferError(f'{path} is neither an image file nor a folder')
+    if not files:
+        raise InferError(f'no images ({", ".join(IMAGE_SUFFIXES)}) in {", ".join(paths)}')
+    ids = [p.stem for p in files]
+    clash = sorted({i for i in ids if ids.count(i) > 1})
+    if clash:
+        raise InferError(f'several images have the id (file stem) {clash[0]}; the outputs '
+                         f'would overwrite each other. Segment them in separate runs.')
+    return files
+
+
+def parse_extras(items):
+    extras = {}
+    for item in items:
+        name, sep, path = item.partition('=')
+        if not sep or not name or not path:
+            raise InferError(f'--extra {item!r}: expected NAME=FILE_OR_FOLDER, e.g. '
+                             f'hha=nyud/data/hha/')
+        extras[name] = pathlib.Path(path)
+    return extras
+
+
+def check_inputs(net, model_id, dataset, extras):
+    """The net's inputs must be the positional images plus exactly the --extra names."""
+    prepare = preparers(dataset)
+    inputs = list(net.inputs)
+    unknown = [name for name in inputs if name not in prepare]
+    if unknown:
+        raise InferError(f'input blob {unknown[0]} of the net has no preprocessing for dataset '
+                         f'{dataset}; known inputs: {", ".join(prepare)}')
+    wanted, given = inputs[1:], sorted(extras)
+    if sorted(wanted) != given:
+        hint = ' '.join(f'--extra {name}=FILE_OR_FOLDER' for name in wanted) or 'no --extra'
+        raise InferError(f'{model_id} takes the inputs {", ".join(inputs)}: the images feed '
+                         f'{inputs[0]}, so give {hint} (got --extra for '
+                         f'{", ".join(given) or "nothing"}). An HHA image encodes depth as '
+                         f'Gupta et al. do (NYUDv2: data/hha/img_<id>.png).')
+
+
+def extra_file(path, image, several):
+    if path.is_dir():
+        matches = [p for p in path.iterdir() if p.stem == image.stem]
+        if len(matches) != 1:
+            raise InferError(f'{len(matches)} files named {image.stem}.* in {path} for the '
+                             f'image {image}; expected one')
+        return matches[0]
+    if several:
+        raise InferError(f'--extra {path} is one file but there are several images; give a '
+                         f'folder holding a file with each image\'s stem')
+    return path
+
+
+def segment(net, arrays):
+    """Reshape every Input to its array, forward, and return {head: H x W label map}."""
+    for name, array in arrays.items():
+        net.blobs[name].reshape(1, *array.shape)
+        net.blobs[name].data[...] = array
+    net.forward()
+    return {name: net.blobs[name].data[0].argmax(axis=0).astype(np.uint8)
+            for name in net.outputs if net.blobs[name].data.ndim == 4}
+
+
+def head_suffix(head, heads):
+    return '' if len(heads) == 1 else '_' + head.removeprefix('score_')
+
+
+def make_palette(spec, dataset):
+    """--palette: a nets.datasets key (the VOC colour map for its class count, as the
+    reference's vis.make_palette) or a paletted PNG whose colours to copy."""
+    if spec == 'dataset' or spec in DATASETS:
+        name = dataset if spec == 'dataset' else spec
+        count = max(np.atleast_1d(DATASETS[name]['classes']))
+        return vis.make_palette(int(count))
+    with Image.open(spec) as im:
+        if im.mode != 'P':
+            raise InferError(f'--palette {spec}: not a paletted (mode P) PNG, but mode {im.mode}')
+        return np.array(im.getpalette(), dtype=np.uint8).reshape(-1, 3)[:vis.PALETTE_SIZE]
+
+
+def save_outputs(folder, image_id, rgb, labels, palette):
+    for head, seg in labels.items():
+        stem = folder / f'{image_id}{head_suffix(head, labels)}'
+        vis.save_label_png(f'{stem}.png', seg, palette)
+        buffer = io.BytesIO()
+        overlay = vis.vis_seg(rgb.astype(np.uint8), seg, palette)
+        Image.fromarray(overlay).save(buffer, format='JPEG', quality=95)
+        atomic_write(f'{stem}_overlay.jpg', buffer.getvalue())
+
+
+def histogram_lines(image_id, labels, dataset):
+    lines = []
+    for head, seg in labels.items():
+        lines.append(f'{image_id} {head}: {seg.size} pixels')
+        for name, count in vis.class_histogram(seg, classes.class_names(dataset, head)):
+            lines.append(f'  {name:<16} {count:>9}  {100 * count / seg.size:5.1f}%')
+    return lines
+
+
+def load_net(args, model_id):
+    net_path = args.net or NETS / model_id / 'deploy.prototxt'
+    weights = args.weights or results.default_weights(model_id, args.out_root)
+    if not pathlib.Path(weights).is_file():
+        raise FileNotFoundError(f'--weights {weights} does not exist')
+    if args.gpu is not None:
+        try:
+            caffe.set_device(args.gpu)
+            caffe.set_mode_gpu()
+        except (RuntimeError, ValueError) as e:  # no CUDA, or no such device
+            raise InferError(f'--gpu {args.gpu}: {e}') from None
+    print(f'net {net_path}\nweights {weights}', file=sys.stderr)
+    return caffe.Net(str(net_path), caffe.TEST, weights=str(weights))
+
+
+def run(args):
+    dataset = MODELS[args.model]['dataset']
+    extras = parse_extras(args.extra)
+    files = list_images(args.images)
+    palette = make_palette(args.palette, dataset)
+    net = load_net(args, args.model)
+    check_inputs(net, args.model, dataset, extras)
+    prepare, first = preparers(dataset), net.inputs[0]
+    args.out.mkdir(parents=True, exist_ok=True)
+    bar, report = ProgressBar(len(files)), []
+    for done, image in enumerate(files, 1):
+        arrays = {first: prepare[first](image)}
+        for name, path in extras.items():
+            arrays[name] = prepare[name](extra_file(path, image, len(files) > 1))
+        sizes = {name: a.shape[1:] for name, a in arrays.items()}
+        if len(set(sizes.values())) > 1:
+            raise InferError(f'{image}: inputs differ in size (H, W): {sizes}')
+        labels = segment(net, arrays)
+        save_outputs(args.out, image.stem, read_rgb(image), labels, palette)
+        if args.histogram:
+            report += histogram_lines(image.stem, labels, dataset)
+        bar.update(done)
+    print('\n'.join(report + [f'wrote {len(files)} segmentation(s) to {args.out}']))
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(
+        prog='python -m solve.infer', description=__doc__.split('\n\n')[0], epilog=EXAMPLES,
+        formatter_class=HelpFormatter)
+    parser.add_argument('images', nargs='+', metavar='IMAGE_OR_FOLDER',
+                        help='image files, or folders whose images are all segmented')
+    parser.add_argument('--model', required=True, choices=sorted(MODELS), metavar='MODEL',
+                        help='model id (nets/models.py): picks the deploy net, the mean, the '
+                             'classes and the default weights')
+    parser.add_argument('--weights', type=pathlib.Path, default=None,
+                        help='caffemodel; None: the released one (weights/manifest.json, in '
+                             '$FCN_WEIGHTS), else <out-root>/<model>/<model>.caffemodel')
+    parser.add_argument('--out', type=pathlib.Path, required=True,
+                        help='folder for <id>.png and <id>_overlay.jpg')
+    parser.add_argument('--net', type=pathlib.Path, default=None,
+                        help='deploy prototxt; None: nets/<model>/deploy.prototxt')
+    parser.add_argument('--extra', action='append', default=[], metavar='NAME=PATH',
+                        help='a further net input from a file or a folder of same-stem files '
+                             '(e.g. hha=nyud/data/hha/); repeatable')
+    parser.add_argument('--palette', default='dataset',
+                        help='"dataset" (the model\'s), a dataset (voc, nyud, siftflow, '
+                             'pascalcontext) or a paletted PNG to take the colours from')
+    parser.add_argument('--histogram', action='store_true',
+                        help='print each label map\'s pixels per class, with class names')
+    parser.add_argument('--gpu', type=int, default=None, metavar='N',
+                        help='CUDA device to run on; None: the CPU')
+    parser.add_argument('--out-root', type=pathlib.Path, default=None,
+                        help='training output root, for the default weights; None: $FCN_OUT, '
+                             'else out/ in this checkout')
+    return parser
+
+
+def main(args):
+    try:
+        run(args)
+    except (InferError, FileNotFoundError, CaffeError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(get_args_parser().parse_args()))

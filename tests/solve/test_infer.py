@@ -1,0 +1,193 @@
+"""solve.infer: any image size, label PNGs and overlays, folders, several inputs and heads."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from caffe_torch.backend import caffe
+from caffe_torch import coord_map, layers as L, params as P, NetSpec
+from data_layers import voc
+from solve import infer
+
+
+def tiny_fcn(path, inputs=('data',), heads=(('score', 21),)):
+    """A small FCN-shaped deploy net (conv, pool /2, 1x1 scorer, deconv x2, crop) written
+    to `path`, with random (seeded) weights saved beside it; returns the weights' path."""
+    n = NetSpec()
+    for name in inputs:
+        n[name] = L.Input(shape=dict(dim=[1, 3, 8, 8]))
+    first = n[inputs[0]]
+    bottom = first if len(inputs) == 1 else L.Concat(*[n[name] for name in inputs])
+    n.conv1 = L.Convolution(bottom, num_output=4, kernel_size=3, pad=1,
+                            weight_filler=dict(type='gaussian', std=0.1))
+    n.pool1 = L.Pooling(n.conv1, pool=P.Pooling.MAX, kernel_size=2, stride=2)
+    for head, classes in heads:
+        suffix = head[len('score'):]
+        n['score_fr' + suffix] = L.Convolution(n.pool1, num_output=classes, kernel_size=1,
+                                               weight_filler=dict(type='gaussian', std=1))
+        n['upscore' + suffix] = L.Deconvolution(
+            n['score_fr' + suffix], convolution_param=dict(
+                num_output=classes, kernel_size=4, stride=2, bias_term=False,
+                weight_filler=dict(type='gaussian', std=1)))
+        n[head] = coord_map.crop(n['upscore' + suffix], first)
+    path.write_text(str(n.to_proto()))
+    caffe.set_random_seed(1)
+    weights = path.with_suffix('.caffemodel')
+    caffe.Net(str(path), caffe.TEST).save(str(weights))
+    return weights
+
+
+def write_images(folder, sizes, seed=0):
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, (h, w) in sizes.items():
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / name)
+    return folder
+
+
+def run(argv):
+    return infer.main(infer.get_args_parser().parse_args([str(a) for a in argv]))
+
+
+@pytest.fixture
+def no_weights(tmp_path, monkeypatch):
+    """No released weights and no training output are found."""
+    monkeypatch.setenv('FCN_WEIGHTS', str(tmp_path / 'no-weights'))
+    monkeypatch.setenv('FCN_OUT', str(tmp_path / 'no-out'))
+
+
+def test_odd_sizes_and_a_folder(tmp_path):
+    """Every image of a folder, odd sizes included, gets a label PNG and an overlay of its size."""
+    net = tmp_path / 'deploy.prototxt'
+    weights = tiny_fcn(net)
+    images = write_images(tmp_path / 'images', {'a.png': (37, 53), 'b.jpg': (1, 1),
+                                                'c.png': (64, 31)})
+    out = tmp_path / 'out'
+    assert run(['--model', 'voc-fcn8s', '--net', net, '--weights', weights, images,
+                '--out', out]) == 0
+    for stem, (h, w) in {'a': (37, 53), 'b': (1, 1), 'c': (64, 31)}.items():
+        with Image.open(out / f'{stem}.png') as png:
+            assert png.mode == 'P' and png.size == (w, h)
+            assert np.array(png).max() < 21
+        with Image.open(out / f'{stem}_overlay.jpg') as overlay:
+            assert overlay.size == (w, h) and overlay.mode == 'RGB'
+
+
+def test_labels_are_the_argmax_of_the_mean_subtracted_bgr_image(tmp_path):
+    """The PNG holds the argmax of the net on BGR minus the VOC data layer's mean."""
+    net_path = tmp_path / 'deploy.prototxt'
+    weights = tiny_fcn(net_path)
+    write_images(tmp_path, {'x.png': (37, 53)}, seed=3)
+    assert run(['--model', 'voc-fcn32s', '--net', net_path, '--weights', weights,
+                tmp_path / 'x.png', '--out', tmp_path / 'out']) == 0
+    rgb = np.array(Image.open(tmp_path / 'x.png'), dtype=np.float32)
+    image = (rgb[:, :, ::-1] - np.float32(voc.VOC_MEAN)).transpose(2, 0, 1)
+    net = caffe.Net(str(net_path), caffe.TEST, weights=str(weights))
+    net.blobs['data'].reshape(1, *image.shape)
+    net.blobs['data'].data[...] = image
+    net.forward()
+    expected = net.blobs['score'].data[0].argmax(axis=0)
+    np.testing.assert_array_equal(np.array(Image.open(tmp_path / 'out' / 'x.png')), expected)
+
+
+def test_histogram_names_the_classes(tmp_path, capsys):
+    """--histogram prints pixel counts per class under VOC's class names."""
+    net = tmp_path / 'deploy.prototxt'
+    weights = tiny_fcn(net)
+    write_images(tmp_path, {'x.png': (20, 30)})
+    assert run(['--model', 'voc-fcn8s', '--net', net, '--weights', weights,
+                tmp_path / 'x.png', '--out', tmp_path / 'out', '--histogram']) == 0
+    printed = capsys.readouterr().out
+    assert 'x score: 600 pixels' in printed
+    counts = [int(line.split()[-2]) for line in printed.splitlines() if line.startswith('  ')]
+    assert sum(counts) == 600
+    names = {line.split()[0] for line in printed.splitlines() if line.startswith('  ')}
+    assert names <= {'background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus',
+                     'car', 'cat', 'chair', 'cow', 'diningtable', 'dog', 'horse', 'motorbike',
+                     'person', 'pottedplant', 'sheep', 'sofa', 'train', 'tvmonitor'}
+
+
+def test_two_heads_write_both(tmp_path):
+    """A SIFT Flow net's semantic and geometric heads each get a PNG and an overlay."""
+    net = tmp_path / 'deploy.prototxt'
+    weights = tiny_fcn(net, heads=(('score_sem', 33), ('score_geo', 3)))
+    write_images(tmp_path, {'coast.png': (25, 19)})
+    assert run(['--model', 'siftflow-fcn16s', '--net', net, '--weights', weights,
+                tmp_path / 'coast.png', '--out', tmp_path / 'out']) == 0
+    names = sorted(p.name for p in (tmp_path / 'out').iterdir())
+    assert names == ['coast_geo.png', 'coast_geo_overlay.jpg', 'coast_sem.png',
+                     'coast_sem_overlay.jpg']
+    assert np.array(Image.open(tmp_path / 'out' / 'coast_geo.png')).max() < 3
+
+
+def test_extra_input_from_a_folder(tmp_path):
+    """NYUD color-hha takes HHA images by file stem from --extra hha=FOLDER."""
+    net = tmp_path / 'deploy.prototxt'
+    weights = tiny_fcn(net, inputs=('color', 'hha'), heads=(('score', 40),))
+    sizes = {'img_5001.png': (21, 17), 'img_5002.png': (9, 12)}
+    color = write_images(tmp_path / 'color', sizes, seed=1)
+    hha = write_images(tmp_path / 'hha', sizes, seed=2)
+    assert run(['--model', 'nyud-fcn32s-color-hha', '--net', net, '--weights', weights,
+                color, '--extra', f'hha={hha}', '--out', tmp_path / 'out']) == 0
+    with Image.open(tmp_path / 'out' / 'img_5002.png') as png:
+        assert png.size == (12, 9)
+
+
+def test_catch_missing_extra_input(tmp_path, capsys):
+    """A two-input net without --extra exits 2 naming the input to give."""
+    net = tmp_path / 'deploy.prototxt'
+    weights = tiny_fcn(net, inputs=('color', 'hha'), heads=(('score', 40),))
+    write_images(tmp_path, {'x.png': (9, 9)})
+    assert run(['--model', 'nyud-fcn32s-color-hha', '--net', net, '--weights', weights,
+                tmp_path / 'x.png', '--out', tmp_path / 'out']) == 2
+    assert '--extra hha=FILE_OR_FOLDER' in capsys.readouterr().err
+
+
+def test_catch_extra_input_of_another_size(tmp_path, capsys):
+    """Inputs of one image must share its size."""
+    net = tmp_path / 'deploy.prototxt'
+    weights = tiny_fcn(net, inputs=('color', 'hha'), heads=(('score', 40),))
+    write_images(tmp_path / 'c', {'x.png': (9, 9)})
+    write_images(tmp_path / 'h', {'x.png': (9, 10)})
+    assert run(['--model', 'nyud-fcn32s-color-hha', '--net', net, '--weights', weights,
+                tmp_path / 'c' / 'x.png', '--extra', f'hha={tmp_path / "h" / "x.png"}',
+                '--out', tmp_path / 'out']) == 2
+    assert 'differ in size' in capsys.readouterr().err
+
+
+def test_catch_missing_weights(tmp_path, capsys, no_weights):
+    """Without weights, the message says how to download the release or train the model."""
+    write_images(tmp_path, {'x.png': (9, 9)})
+    assert run(['--model', 'voc-fcn8s', tmp_path / 'x.png', '--out', tmp_path / 'out']) == 2
+    err = capsys.readouterr().err
+    assert 'python -m weights.download fcn8s-heavy-pascal' in err
+    assert str(tmp_path / 'no-out' / 'voc-fcn8s' / 'voc-fcn8s.caffemodel') in err
+    assert 'Traceback' not in err
+
+
+def test_default_weights_fall_back_to_the_trained_stage(tmp_path, no_weights):
+    """Without a release file, the pipeline's <out>/<model>/<model>.caffemodel is used."""
+    net = tmp_path / 'deploy.prototxt'
+    weights = tiny_fcn(net)
+    stage = tmp_path / 'no-out' / 'voc-fcn8s'
+    stage.mkdir(parents=True)
+    weights.rename(stage / 'voc-fcn8s.caffemodel')
+    write_images(tmp_path, {'x.png': (9, 9)})
+    assert run(['--model', 'voc-fcn8s', '--net', net, tmp_path / 'x.png',
+                '--out', tmp_path / 'out']) == 0
+    assert (tmp_path / 'out' / 'x.png').is_file()
+
+
+def test_catch_no_images(tmp_path, capsys):
+    """A folder without images exits 2 with the suffixes looked for."""
+    (tmp_path / 'empty').mkdir()
+    assert run(['--model', 'voc-fcn8s', '--weights', tmp_path / 'w.caffemodel',
+                tmp_path / 'empty', '--out', tmp_path / 'out']) == 2
+    assert 'no images' in capsys.readouterr().err
+
+
+def test_help_needs_no_data(capsys):
+    """--help works without data, weights or a GPU, and shows an example."""
+    with pytest.raises(SystemExit) as exit_:
+        infer.get_args_parser().parse_args(['--help'])
+    assert exit_.value.code == 0
+    assert 'python -m solve.infer --model voc-fcn8s' in capsys.readouterr().out
