@@ -12,6 +12,7 @@ All scores are returned in percent, as the paper prints them.
 """
 import dataclasses
 import gc
+import json
 import platform
 import statistics
 import time
@@ -50,7 +51,16 @@ def from_scores(model_id, root=None):
         values['geom_accuracy'] = 100 * last['geo']['pixel_accuracy']
     elif MODELS[model_id]['dataset'] == 'siftflow':
         values.update(_geo_from_log(model_id, root, main['iteration']))
-    return Measured(values, f'trained, scores.csv iteration {main["iteration"]}')
+    return Measured(values, f'trained{_fast_math_note(model_id, root)}, scores.csv '
+                            f'iteration {main["iteration"]}')
+
+
+def _fast_math_note(model_id, root):
+    """' WITH FAST MATH (not Caffe's arithmetic)' when run.json says the run opted in."""
+    run = results.stage_dir(model_id, root) / 'run.json'
+    if run.is_file() and json.loads(run.read_text()).get('fast_math'):
+        return ' WITH FAST MATH (not Caffe\'s arithmetic)'
+    return ''
 
 
 def _geo_from_log(model_id, root, iteration):

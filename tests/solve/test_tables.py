@@ -89,6 +89,15 @@ def test_rows_with_scores(env, capsys):
     assert 'scores.csv iteration 8000' in ours
 
 
+def test_fast_math_runs_are_labelled(env, capsys):
+    """A stage trained with --fast-math is marked as not Caffe's arithmetic."""
+    write_scores(env, 'voc-fcn32s', ['8000,8e4,0.9,0.76,0.63,0.83'])
+    (env / 'voc-fcn32s' / 'run.json').write_text('{"fast_math": true}')
+    _, out, _ = run(['--tables', '2'], capsys)
+    ours = [line for line in table_lines(out, 2) if 'ours (voc-fcn32s)' in line][0]
+    assert "WITH FAST MATH (not Caffe's arithmetic)" in ours
+
+
 def test_rows_absent_name_what_is_missing(env, capsys):
     """Without data, weights or earlier stages, each row says what it needs, with notes."""
     code, out, _ = run(['--tables', '2,4'], capsys)
