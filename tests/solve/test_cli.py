@@ -1,0 +1,72 @@
+"""The training command: what it checks before any work, and its entry points."""
+import pathlib
+import re
+
+import pytest
+
+from data_layers.paths import DEFAULTS, env_var
+from nets.models import MODELS
+from solve import cli
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def empty(tmp_path, monkeypatch):
+    for name in DEFAULTS:
+        monkeypatch.delenv(env_var(name), raising=False)
+    monkeypatch.setenv('FCN_DATA', str(tmp_path / 'data'))
+    monkeypatch.setenv('FCN_WEIGHTS', str(tmp_path / 'weights'))
+    return tmp_path
+
+
+def _main(argv, model_id):
+    return cli.main(cli.get_args_parser(model_id).parse_args(argv), model_id)
+
+
+def test_missing_data_and_weights_stop_before_any_work(empty, capsys):
+    """Without ImageNet weights or datasets, nothing runs and every missing piece is named
+    with where to get it and where to put it."""
+    assert _main(['--out', str(empty / 'out')], 'voc-fcn8s') == 2
+    err = capsys.readouterr().err
+    assert 'nothing was run' in err and 'Traceback' not in err
+    assert 'python -m weights.download vgg16-ilsvrc' in err
+    assert 'VGG_ILSVRC_16_layers.caffemodel' in err
+    assert 'dataset "sbdd" not found' in err and 'dataset "voc" not found' in err
+    assert 'FCN_SBDD_DIR' in err
+    assert not (empty / 'out').exists()
+
+
+def test_missing_previous_stage(empty, capsys):
+    """Training one stage alone needs the previous stage's final weights, and says which."""
+    (empty / 'data' / 'sbdd' / 'dataset').mkdir(parents=True)
+    (empty / 'data' / 'pascal' / 'VOC2011').mkdir(parents=True)
+    assert _main(['--only', '--out', str(empty / 'out')], 'voc-fcn16s') == 2
+    err = capsys.readouterr().err
+    assert 'voc-fcn32s/voc-fcn32s.caffemodel is missing' in err and '--init' in err
+
+
+def test_schedule_cuts_iterations_into_recipe_steps():
+    """--iterations becomes rounds of the recipe's step (or one shorter round)."""
+    assert cli.schedule('voc-fcn32s', None) == (25, 4000)
+    assert cli.schedule('voc-fcn32s', 10000) == (3, 4000)
+    assert cli.schedule('voc-fcn32s', 50) == (1, 50)
+
+
+def test_every_model_has_an_entry_point_and_a_make_target():
+    """solve/<model>.py and `make <model>` exist for every model of nets/models.py."""
+    makefile = (ROOT / 'Makefile').read_text()
+    targets = re.search(r'^MODELS := (.*)$', makefile, re.M).group(1).split()
+    public = [m for m in MODELS if not m.startswith('demo')]
+    assert targets == public
+    for model in public:
+        script = ROOT / 'solve' / f'{model.replace("-", "_")}.py'
+        assert f"run('{model}')" in script.read_text()
+
+
+def test_help_needs_nothing(capsys):
+    """--help works without data, weights or GPU."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.get_args_parser('voc-fcn8s').parse_args(['--help'])
+    assert exit_info.value.code == 0
+    assert '--iterations' in capsys.readouterr().out
