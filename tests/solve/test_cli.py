@@ -4,7 +4,6 @@ import re
 
 import pytest
 
-from data_layers.paths import DEFAULTS, env_var
 from nets.models import MODELS
 from solve import cli
 
@@ -12,12 +11,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def empty(tmp_path, monkeypatch):
-    for name in DEFAULTS:
-        monkeypatch.delenv(env_var(name), raising=False)
-    monkeypatch.setenv('FCN_DATA', str(tmp_path / 'data'))
-    monkeypatch.setenv('FCN_WEIGHTS', str(tmp_path / 'weights'))
-    return tmp_path
+def empty(newcomer):
+    return newcomer
 
 
 def _main(argv, model_id):

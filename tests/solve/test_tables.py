@@ -8,21 +8,15 @@ import pytest
 import dataset_fixtures as fx
 from caffe_torch.backend import caffe
 from caffe_torch import coord_map, layers as L, params as P, NetSpec
-from data_layers.paths import DEFAULTS, env_var
 from solve import measure, score, tables
 
 HEADER = 'iteration,loss,pixel_accuracy,mean_accuracy,mean_iu,fw_iu\n'
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    """No datasets, no weights, an empty output root: the machine of a newcomer."""
-    for name in DEFAULTS:
-        monkeypatch.delenv(env_var(name), raising=False)
-    monkeypatch.setenv('FCN_DATA', str(tmp_path / 'data'))
-    monkeypatch.setenv('FCN_WEIGHTS', str(tmp_path / 'weights'))
-    monkeypatch.setenv('FCN_OUT', str(tmp_path / 'out'))
-    return tmp_path / 'out'
+def env(newcomer):
+    """The newcomer's machine; returns its output root."""
+    return newcomer / 'out'
 
 
 def write_scores(out, model, rows):
