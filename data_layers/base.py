@@ -31,7 +31,7 @@ from PIL import Image
 
 from caffe_torch.backend import caffe
 from caffe_torch.errors import LayerSetupError
-from data_layers.paths import DatasetMissingError, dataset_dir, missing_message
+from data_layers.paths import DEFAULTS, DatasetMissingError, dataset_dir, missing_message
 
 REQUIRED = object()
 VOID = 255
@@ -70,6 +70,20 @@ COMMON_KEYS = {
     'seed': Key(None, lambda v: v is None or type(v) is int,  # not bool
                 'an int, needed when randomize is True'),
 }
+
+
+def dataset_key(default):
+    """A 'dataset' param_str key: which data_layers.paths dataset the layer reads, in place
+    of its class's own (files of that dataset follow; those of other datasets stay)."""
+    return Key(default, lambda v: isinstance(v, str) and v in DEFAULTS,
+               f'a dataset name of data_layers.paths ({", ".join(sorted(DEFAULTS))})')
+
+
+def scale_key():
+    """A 'scale' param_str key: the factor applied after mean subtraction, as Caffe's
+    transform_param scale (e.g. 0.0078125 = 1/128 for inputs near [-1, 1])."""
+    return Key(1.0, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
+               'a positive number multiplying the mean-subtracted image')
 
 
 def parse_param_str(text, schema, where, example):
@@ -111,7 +125,8 @@ class SegDataLayer(caffe.Layer):
       top_names   the tops, in order (a 'tops' param_str key overrides it)
       classes     {label top: class count}; label values must be < count or 255
       mean        BGR mean of the 'data' top (a 'mean' param_str key overrides it)
-      param_keys  {key: Key} beyond split/randomize/seed
+      param_keys  {key: Key} beyond split/randomize/seed (dataset_key(...) lets param_str
+                  choose the dataset, e.g. another folder in the same layout)
       example     a param_str that works, shown in error messages
     """
     dataset = None
@@ -145,12 +160,15 @@ class SegDataLayer(caffe.Layer):
             raise ParamStrError(f'{self.where}: param_str has randomize=True but no seed; add '
                                 f"'seed': <int> so the order can be reproduced. Example: "
                                 f'param_str: "{self.example}"')
+        if self.params.get('dataset'):
+            self.dataset = self.params['dataset']   # the instance's, over the class's
         self.tops = list(self.params.get('tops') or self.top_names)
         if len(top) != len(self.tops):
             raise LayerSetupError(f'{self.where}: produces {len(self.tops)} top(s) '
                                   f'({", ".join(self.tops)}), in that order, but {len(top)} '
                                   f'top blob(s) are declared')
         self.mean_bgr = np.array(self.params.get('mean') or self.mean, dtype=np.float32)
+        self.scale = np.float32(self.params.get('scale', 1.0))
         self._folders = {}
         self.indices = self.read_split()
         rank, self.stride = self._rank_and_count()
@@ -181,6 +199,10 @@ class SegDataLayer(caffe.Layer):
     def forward(self, bottom, top):
         for blob, array in zip(top, self.sample):
             blob.data[...] = array
+        self.advance()
+
+    def advance(self):
+        """Move to the next sample: a random draw (with replacement) or the next in order."""
         if self.rng is not None:
             self.idx = self.rng.randint(0, len(self.indices) - 1)
         else:
@@ -195,8 +217,10 @@ class SegDataLayer(caffe.Layer):
         return {'data': self.load_image(sample_id), 'label': self.load_label(sample_id)}
 
     def load_image(self, sample_id):
-        """3 x H x W float32: the 'data' file as BGR minus the mean."""
-        return self.bgr_minus_mean(self.read_rgb('data', sample_id), self.mean_bgr)
+        """3 x H x W float32: the 'data' file as BGR minus the mean (times a 'scale' key's
+        value, where the layer has one)."""
+        image = self.bgr_minus_mean(self.read_rgb('data', sample_id), self.mean_bgr)
+        return image * self.scale if self.scale != 1 else image
 
     def load_label(self, sample_id):
         raise NotImplementedError(f'{type(self).__name__} defines no load_label')
@@ -211,9 +235,14 @@ class SegDataLayer(caffe.Layer):
                 raise DatasetMissingError(f'{self.where}: {e}') from None
         return self._folders[dataset]
 
+    def dataset_of(self, top):
+        """The dataset holding `top`'s files: the layer's own (which a 'dataset' key may
+        have chosen) for files declared under the class's dataset."""
+        dataset = self.files[top][0]
+        return self.dataset if dataset == type(self).dataset else dataset
+
     def file(self, top, sample_id):
-        dataset, template = self.files[top]
-        return self.folder(dataset) / template.format(id=sample_id)
+        return self.folder(self.dataset_of(top)) / self.files[top][1].format(id=sample_id)
 
     def read_split(self):
         split, folder = self.params['split'], self.folder(self.dataset)
@@ -233,7 +262,7 @@ class SegDataLayer(caffe.Layer):
     def require(self, top, sample_id):
         path = self.file(top, sample_id)
         if not path.is_file():
-            dataset = self.files[top][0]
+            dataset = self.dataset_of(top)
             raise SampleMissingError(
                 f'{self.where}: id "{sample_id}" is listed in split "{self.params["split"]}" '
                 f'but its {top} file {path} does not exist. Remove the id from the list or '

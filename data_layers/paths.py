@@ -13,9 +13,14 @@
                                                          <split>.txt
     pascal_context   $FCN_DATA/pascal-context            labels.txt, 59_labels.txt, trainval/
     voc2010          $FCN_DATA/pascal/VOC2010            JPEGImages/, ImageSets/Main/<split>.txt
+    demo_voc         $FCN_DATA/demo/voc                  the demo's scenes in VOC's layout
+    demo_classes     $FCN_DATA/demo/classes              the demo's classification set:
+                                                         <class>/*.jpg, <split>.txt of
+                                                         "<path> <label>" lines, labels.txt
 
 (The environment variable of `pascal_context` is FCN_PASCAL_CONTEXT_DIR.) Prototxts name a
-dataset, never a path, so the same generated nets run on every machine.
+dataset, never a path, so the same generated nets run on every machine. The demo's datasets
+are not downloaded: `make demo` generates them (solve/demo_data.py).
 """
 import os
 import pathlib
@@ -29,6 +34,8 @@ DEFAULTS = {
     'siftflow': 'sift-flow',
     'pascal_context': 'pascal-context',
     'voc2010': 'pascal/VOC2010',
+    'demo_voc': 'demo/voc',
+    'demo_classes': 'demo/classes',
 }
 
 HOW_TO_GET = {
@@ -43,7 +50,12 @@ HOW_TO_GET = {
     'pascal_context': 'PASCAL-Context (trainval.tar.gz of .mat label maps, labels.txt and '
                       '59_labels.txt)',
     'voc2010': 'PASCAL VOC 2010 (VOCtrainval_03-May-2010.tar), for PASCAL-Context images',
+    'demo_voc': '`make demo` generates it (solve.demo_data.make_segmentation_set: synthetic '
+                'scenes in the PASCAL VOC layout)',
+    'demo_classes': '`make demo` generates it (solve.demo_data.make_classification_set: an '
+                    'ImageNet-style set of synthetic shapes)',
 }
+GENERATED = {'demo_voc', 'demo_classes'}   # written by the toolkit, not downloaded
 
 
 class DatasetMissingError(FileNotFoundError):
@@ -71,6 +83,7 @@ def dataset_dir(name, must_exist=True):
 
 def missing_message(name, path):
     """What is missing, where it was looked for, and how to get it."""
-    return (f'dataset "{name}" not found at {path}. Download {HOW_TO_GET[name]}, and put it '
-            f'there, or point {env_var(name)} (or FCN_DATA, the root of all datasets) at '
-            f'where it is.')
+    get = (HOW_TO_GET[name] if name in GENERATED
+           else f'Download {HOW_TO_GET[name]}, and put it there')
+    return (f'dataset "{name}" not found at {path}. {get}, or point {env_var(name)} (or '
+            f'FCN_DATA, the root of all datasets) at where it is.')

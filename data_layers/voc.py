@@ -5,14 +5,18 @@
                      param_str: "{'split': 'train', 'randomize': True, 'seed': 1337}" } }
 
 param_str keys: split (required), randomize (required), seed (int; required when randomize),
-mean (BGR, default VOC_MEAN). Order and shapes: see data_layers.base.
+mean (BGR, default VOC_MEAN); VOCLayoutSegDataLayer also dataset (required: the
+data_layers.paths name of a folder in VOC's layout, e.g. 'demo_voc') and scale (default 1,
+applied after the mean, as Caffe's transform_param scale). Order and shapes: see
+data_layers.base.
 
 Tops: data 1 x 3 x H x W float (BGR minus mean); label 1 x 1 x H x W, classes 0-20
 (0 = background) and 255 = void (VOC's object boundaries and unlabelled pixels).
 """
 import numpy as np
 
-from data_layers.base import BadDataError, Key, SegDataLayer, is_mean
+from data_layers.base import (REQUIRED, BadDataError, Key, SegDataLayer, dataset_key, is_mean,
+                              scale_key)
 
 # The ILSVRC BGR mean of the VGG nets the FCNs start from (fcn's voc-fcn*/net.py).
 VOC_MEAN = (104.00699, 116.66877, 122.67892)
@@ -47,6 +51,15 @@ class VOCSegDataLayer(_VOCFamily):
                 f'"{sample_id}") reads as shape {indices.shape}; expected palette indices (a '
                 f'mode P or L PNG, as VOC ships them), not a colour image')
         return self.as_uint8(indices, 'label', sample_id)[np.newaxis]
+
+
+class VOCLayoutSegDataLayer(VOCSegDataLayer):
+    """Another dataset in VOC's layout, named by the required `dataset` key, such as the
+    demo's scenes ('demo_voc'); files, tops and labels as VOCSegDataLayer. A class of its
+    own, so that VOCSegDataLayer's param_str keys stay the reference's."""
+    param_keys = {**VOCSegDataLayer.param_keys, 'dataset': dataset_key(REQUIRED),
+                  'scale': scale_key()}
+    example = "{'split': 'train', 'randomize': True, 'seed': 1337, 'dataset': 'demo_voc'}"
 
 
 class SBDDSegDataLayer(_VOCFamily):

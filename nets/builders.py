@@ -1,6 +1,7 @@
 """One builder per family: a model's train, val or deploy NetParameter from its options.
 
-    single(dataset, trunk, stride)      VOC, PASCAL-Context, FCN-AlexNet, FCN-GoogLeNet
+    single(dataset, trunk, stride)      VOC, PASCAL-Context, FCN-AlexNet, FCN-GoogLeNet, and
+                                        the demo's narrow VGG16 nets (widths, fc6_size)
     nyud(modalities, stride)            color, hha, color-d (4 channels), color-hha (late
                                         fusion of two streams, 0.5/0.5 sum of their scores)
     siftflow(stride)                    one trunk, two heads: 33 semantic and 3 geometric
@@ -21,14 +22,19 @@ TRUNKS = {'vgg16': vgg16_trunk, 'caffenet': caffenet_trunk, 'googlenet': googlen
 UPSCORE32_KERNEL = {'vgg16': 64, 'caffenet': 63, 'googlenet': 63}
 
 
-def single(dataset, split, trunk='vgg16', stride=32, atonce=False, normalize=False):
-    """data -> trunk -> score_fr -> FCN-<stride>s head -> score (-> loss)."""
+def single(dataset, split, trunk='vgg16', stride=32, atonce=False, normalize=False,
+           widths=None, fc6_size=None):
+    """data -> trunk -> score_fr -> FCN-<stride>s head -> score (-> loss). `widths` and
+    `fc6_size` narrow the VGG16 trunk and size its fc6 kernel (nets.vgg; the demo's nets)."""
     n = NetSpec()
     tops = ['data'] if split == 'deploy' else ['data', 'label']
     for name, top in zip(tops, data_tops(dataset, split, tops)):
         n[name] = top
     classes = DATASETS[dataset]['classes']
-    n.score_fr = score(TRUNKS[trunk](n, n.data, train=split != 'deploy'), classes)
+    kwargs = {k: v for k, v in (('widths', widths), ('fc6_size', fc6_size)) if v is not None}
+    if kwargs and trunk != 'vgg16':
+        raise ValueError(f'{" and ".join(kwargs)} apply to the vgg16 trunk only, not {trunk}')
+    n.score_fr = score(TRUNKS[trunk](n, n.data, train=split != 'deploy', **kwargs), classes)
     n.score = fcn_head(n, n.score_fr, classes, stride, n.data, atonce=atonce,
                        ks32=UPSCORE32_KERNEL[trunk])
     if split != 'deploy':

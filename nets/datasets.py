@@ -9,6 +9,8 @@ from caffe_torch import layers as L
 
 VOC_MEAN = (104.00699, 116.66877, 122.67892)
 SEED = 1337
+DEMO_BATCH = 16      # images per forward of the demo classifier (train and val)
+DEMO_SCALE = 1 / 64  # the demo's inputs, mean-subtracted, times this: about unit variance
 
 DATASETS = {
     'voc': dict(module='data_layers.voc', classes=21, deploy_hw=(500, 500),
@@ -24,6 +26,19 @@ DATASETS = {
                           deploy_hw=(500, 500), train=('PASCALContextSegDataLayer', 'train'),
                           val=('PASCALContextSegDataLayer', 'val'), extra={},
                           requires=('voc2010', 'pascal_context')),
+    # make demo's generated sets (solve/demo_data.py): background + 5 shape classes in VOC's
+    # layout, and the 5 shapes as an ImageNet-style classification set of 128 x 128 images
+    'demo_voc': dict(module='data_layers.voc', classes=6, deploy_hw=(160, 160),
+                     train=('VOCLayoutSegDataLayer', 'train'),
+                     val=('VOCLayoutSegDataLayer', 'val'),
+                     extra=dict(mean=VOC_MEAN, scale=DEMO_SCALE, dataset='demo_voc'),
+                     requires=('demo_voc',)),
+    'demo_classes': dict(module='data_layers.classification', classes=5,
+                         deploy_hw=(128, 128), train=('ClassificationDataLayer', 'train'),
+                         val=('ClassificationDataLayer', 'val'),
+                         extra=dict(mean=VOC_MEAN, scale=DEMO_SCALE, batch_size=DEMO_BATCH,
+                                    classes=5),
+                         requires=('demo_classes',)),
 }
 
 CHANNELS = {'data': 3, 'color': 3, 'hha': 3, 'depth': 1}

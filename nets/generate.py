@@ -31,8 +31,7 @@ def model_files(model_id, spec):
 
 
 def readme(model_id, spec):
-    recipe = (f'SGD, lr {spec["base_lr"]:g} fixed, momentum {spec["momentum"]:g}, weight '
-              f'decay 5e-4, iter_size {spec["iter_size"]}, '
+    recipe = (f'{_solver_words(spec)}, iter_size {spec["iter_size"]}, '
               f'{"normalized" if spec["normalized"] else "unnormalized"} loss; '
               f'{spec["rounds"]} rounds of {spec["step"]} iterations')
     origin = ('our recipe (no released one); see nets/models.py' if spec.get('ours')
@@ -46,6 +45,17 @@ def readme(model_id, spec):
             f'- Expected: {spec["expected"]}.\n'
             f'- Files: train.prototxt, val.prototxt (test split, sequential), '
             f'deploy.prototxt (Input, no Dropout, no loss), solver.prototxt.\n')
+
+
+def _solver_words(spec):
+    """'SGD, lr 1e-10 fixed, momentum 0.99, weight decay 5e-4', or the spec's own solver."""
+    policy = ('fixed' if spec.get('lr_policy', 'fixed') == 'fixed' else
+              f'x{spec["gamma"]:g} every {spec["stepsize"]} iterations')
+    momentum = (f'momentum {spec["momentum"]:g}' if spec.get('type', 'SGD') == 'SGD' else
+                f'moment decays {spec["momentum"]:g}/{spec["momentum2"]:g}')
+    decay = spec.get('weight_decay', 5e-4)
+    return (f'{spec.get("type", "SGD")}, lr {spec["base_lr"]:g} {policy}, {momentum}, weight '
+            f'decay {"5e-4" if decay == 5e-4 else f"{decay:g}"}')
 
 
 def all_files():

@@ -2,7 +2,9 @@
 
 
 def solver_text(model_id, spec):
-    """The solver of `model_id`: fixed lr, momentum, weight decay 5e-4, no built-in test."""
+    """The solver of `model_id`: fixed lr, momentum, weight decay 5e-4, no built-in test;
+    a spec may set type (e.g. 'Adam', with momentum2), lr_policy 'step' (gamma, stepsize),
+    weight_decay and random_seed (the demo's models)."""
     normalized = spec['normalized']
     lr_note = 'normalized' if normalized else 'unnormalized (summed)'
     lines = [
@@ -15,18 +17,38 @@ def solver_text(model_id, spec):
         'test_initialization: false',
         'display: 20',
         'average_loss: 20',
-        'lr_policy: "fixed"',
+        *_policy(spec),
         f'# lr for {lr_note} softmax' + ('' if normalized else
-                                          ': the loss sums over ~10^5 pixels'),
+                                          ': the loss sums over ~10^5 pixels')
+        if spec.get('type', 'SGD') == 'SGD' else
+        f'# {spec["type"]}: steps of about base_lr per weight, whatever the loss scale',
         f'base_lr: {spec["base_lr"]:g}',
-        '# high momentum' if spec['momentum'] >= 0.99 else '# standard momentum',
-        f'momentum: {spec["momentum"]:g}',
+        *_momentum(spec),
         '# no gradient accumulation' if spec['iter_size'] == 1 else
         f'# gradient accumulation: {spec["iter_size"]} images per update (batch is 1)',
         f'iter_size: {spec["iter_size"]}',
         f'max_iter: {spec["max_iter"]}',
-        'weight_decay: 0.0005',
+        f'weight_decay: {spec.get("weight_decay", 0.0005):g}',
     ]
+    if spec.get('random_seed') is not None:
+        lines += ['# seeded fillers and dropout: the run repeats exactly',
+                  f'random_seed: {spec["random_seed"]}']
     if spec['snapshot']:
         lines += [f'snapshot: {spec["snapshot"]}', 'snapshot_prefix: "snapshot/train"']
     return '\n'.join(lines) + '\n'
+
+
+def _policy(spec):
+    policy = spec.get('lr_policy', 'fixed')
+    lines = [f'lr_policy: "{policy}"']
+    if policy == 'step':
+        lines += [f'gamma: {spec["gamma"]:g}', f'stepsize: {spec["stepsize"]}']
+    return lines
+
+
+def _momentum(spec):
+    if spec.get('type', 'SGD') == 'SGD':
+        return ['# high momentum' if spec['momentum'] >= 0.99 else '# standard momentum',
+                f'momentum: {spec["momentum"]:g}']
+    return [f'type: "{spec["type"]}"', '# decay rates of the first and second moments',
+            f'momentum: {spec["momentum"]:g}', f'momentum2: {spec["momentum2"]:g}']

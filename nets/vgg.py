@@ -3,33 +3,71 @@
 The trunk is VGG16's 13 3x3 convolutions with conv1_1 padded by 100, so that the output
 still covers small inputs after 32x downsampling, and the classifier's fc6/fc7 as 7x7 and
 1x1 convolutions. Heads fuse pool4 and pool3 scores through crops that coord_map derives.
+
+`widths` (five block widths, then the fc6/fc7 width) narrows the layers and nothing else:
+names, kernels, strides, pads and so every crop offset stay VGG16's. VGG16_WIDTHS is the
+paper's net; scaled_widths(8, 16) the demo's (make demo), cheap enough for a CPU.
 """
 from caffe_torch import layers as L, params as P
 from caffe_torch.coord_map import crop
 from nets.layers import FROZEN, conv_relu, fc_layers, max_pool, score, upscore
 
 VGG16_BLOCKS = [(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)]
+VGG16_WIDTHS = tuple(width for width, _ in VGG16_BLOCKS) + (4096,)  # conv1-5, fc6/fc7
 AT_ONCE_SCALES = {'pool4': 0.01, 'pool3': 0.0001}   # fixed, as the reference's at-once net
 
 
-def vgg16_convs(n, bottom, suffix='', first_conv='conv1_1', first_pad=100):
+def scaled_widths(conv_divisor, fc_divisor):
+    """VGG16's widths divided: conv blocks by `conv_divisor`, fc6/fc7 by `fc_divisor`."""
+    return tuple(w // conv_divisor for w in VGG16_WIDTHS[:5]) + (VGG16_WIDTHS[5] // fc_divisor,)
+
+
+def check_widths(widths):
+    """`widths` as a tuple of six positive ints (conv1-5 blocks, fc6/fc7), or ValueError."""
+    widths = tuple(widths)
+    if len(widths) != 6 or not all(type(w) is int and w > 0 for w in widths):
+        raise ValueError(f'widths must be six positive ints (the conv1..conv5 block widths, '
+                         f'then fc6/fc7), e.g. {VGG16_WIDTHS}; got {widths}')
+    return widths
+
+
+def vgg16_convs(n, bottom, suffix='', first_conv='conv1_1', first_pad=100,
+                widths=VGG16_WIDTHS, fillers=None):
     """conv1_1 .. pool5 on `bottom`; layer names carry `suffix` (two-stream nets)."""
-    for b, (width, count) in enumerate(VGG16_BLOCKS, 1):
+    for b, ((_, count), width) in enumerate(zip(VGG16_BLOCKS, check_widths(widths)), 1):
         for i in range(1, count + 1):
             first = (b, i) == (1, 1)
             name = first_conv if first else f'conv{b}_{i}'
             n[name + suffix], n[f'relu{b}_{i}{suffix}'] = conv_relu(
-                bottom, width, pad=first_pad if first else 1)
+                bottom, width, pad=first_pad if first else 1, fillers=fillers)
             bottom = n[f'relu{b}_{i}{suffix}']
         n[f'pool{b}{suffix}'] = max_pool(bottom)
         bottom = n[f'pool{b}{suffix}']
     return bottom
 
 
-def vgg16_trunk(n, bottom, suffix='', first_conv='conv1_1', train=True):
-    """The FCN trunk: conv1_1 (pad 100) .. pool5, then fc6 (7x7) and fc7 as convolutions."""
-    pool5 = vgg16_convs(n, bottom, suffix, first_conv)
-    return fc_layers(n, pool5, 7, suffix, train)
+def vgg16_trunk(n, bottom, suffix='', first_conv='conv1_1', train=True, widths=VGG16_WIDTHS,
+                fc6_size=7):
+    """The FCN trunk: conv1_1 (pad 100) .. pool5, then fc6 (7x7) and fc7 as convolutions.
+    fc6's kernel is the classifier's pool5 size: 7 for VGG16's 224 x 224 input, `fc6_size`
+    (its input / 32) for a classifier trained on smaller images, as the demo's."""
+    pool5 = vgg16_convs(n, bottom, suffix, first_conv, first_pad(fc6_size), widths=widths)
+    return fc_layers(n, pool5, fc6_size, suffix, train, width=check_widths(widths)[5])
+
+
+def first_pad(fc6_size):
+    """conv1_1's pad for a `fc6_size` x `fc6_size` fc6: 100 for VGG16's 7.
+
+    A smaller fc6 moves score_fr's windows 16 px per unit of kernel towards the image, so
+    less padding covers it: the pad drops by 32 px (one pool5 cell, which keeps the pooling
+    grids aligned) per two units, keeping the paper's score offset 19 for odd sizes (35 for
+    even ones). The skip crops depend on the kernel alone, score_pool4c k - 2 and
+    score_pool3c 2 k - 5 (5 and 9 for 7); below 4 they leave no room for the rounding of
+    odd input sizes."""
+    if type(fc6_size) is not int or not 4 <= fc6_size <= 7:
+        raise ValueError(f'fc6_size must be an int from 4 to 7 (the classifier input / 32: '
+                         f'128 to 224 px), got {fc6_size!r}')
+    return 100 - 32 * ((7 - fc6_size) // 2)
 
 
 def skip_score(n, pool, classes, suffix, atonce):

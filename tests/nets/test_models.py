@@ -9,12 +9,17 @@ import caffe_torch as caffe
 from caffe_torch import formats
 from nets import analysis, generate
 from nets.classifiers import CLASSIFIERS
-from nets.models import MODELS
+from nets.models import DEMO_NET, MODELS
+from nets.vgg import first_pad
 
-ALL = sorted(MODELS)
+ALL = sorted(m for m in MODELS if MODELS[m].get('task') != 'classification')   # the FCNs
 CROPS = {  # the reference's offsets, fcn-facts §1.2 (score_pool4c, score_pool3c, score)
     32: {'score': 19}, 16: {'score_pool4c': 5, 'score': 27},
     8: {'score_pool4c': 5, 'score_pool3c': 9, 'score': 31}}
+# The demo's nets: fc6 4x4 (a 128-pixel classifier) and conv1_1 pad 68 (nets.vgg.first_pad):
+# score's offset 19 + 16 (7 - 4) - (100 - 68) = 35, the skips' k - 2 = 2 and 2 k - 5 = 3.
+DEMO_CROPS = {32: {'score': 35}, 16: {'score_pool4c': 2, 'score': 43},
+              8: {'score_pool4c': 2, 'score_pool3c': 3, 'score': 47}}
 
 
 def _deploy(model_id):
@@ -60,6 +65,8 @@ def test_crop_offsets_are_the_references(model_id):
         expected = {'score': 18}
     elif 'googlenet' in model_id:
         expected = {'score': 98}  # our net: conv1 pad 100, 63-wide deconvolution
+    elif model_id.startswith('demo-'):
+        expected = DEMO_CROPS[_stride(model_id)]
     else:
         expected = CROPS[_stride(model_id)]
     for name, offset in crops.items():
@@ -86,7 +93,8 @@ def test_fcn_conventions(model_id):
             assert layer.loss_param.ignore_label == 255
             assert layer.loss_param.normalize == MODELS[model_id]['normalized']
     first_conv = next(l for l in param.layer if l.type == 'Convolution')
-    assert list(first_conv.convolution_param.pad) == [100]
+    pad = first_pad(DEMO_NET['fc6_size']) if model_id.startswith('demo-') else 100
+    assert list(first_conv.convolution_param.pad) == [pad]
 
 
 def test_paper_layer_names():
@@ -145,10 +153,13 @@ def datasets(tmp_path_factory):
     """Tiny copies of the five datasets in their real on-disk formats."""
     import dataset_fixtures as fx
     root = tmp_path_factory.mktemp('data')
+    from solve import demo_data
     voc2010, context = fx.make_pascal_context(root / 'voc2010', root / 'context')
     return dict(voc=fx.make_voc(root / 'voc'), sbdd=fx.make_sbdd(root / 'sbdd'),
                 nyud=fx.make_nyud(root / 'nyud'), siftflow=fx.make_siftflow(root / 'siftflow'),
-                voc2010=voc2010, pascal_context=context)
+                voc2010=voc2010, pascal_context=context,
+                demo_voc=demo_data.make_segmentation_set(root / 'demo_voc', 2, 2, 40),
+                demo_classes=demo_data.make_classification_set(root / 'demo_classes', 2))
 
 
 @pytest.mark.parametrize('model_id', ALL)
@@ -173,3 +184,59 @@ def test_train_and_val_nets_build_and_run_on_real_formats(model_id, split, datas
             normalizer = valid if MODELS[model_id]['normalized'] else 1
             expected = valid * np.log(classes) / max(normalizer, 1)
             assert float(net.blobs[name].data) == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.parametrize('split', ['train', 'val'])
+def test_demo_classifier_nets_run_on_the_demo_set(split, datasets, monkeypatch):
+    """The demo classifier reads batches of 128 x 128 images and scalar labels; with its
+    zero-initialised fc8 the loss is log 5; the val net also reports accuracy."""
+    import dataset_fixtures as fx
+    fx.set_dataset_env(monkeypatch, **datasets)
+    phase = caffe.TRAIN if split == 'train' else caffe.TEST
+    net = caffe.Net(str(generate.NETS / 'demo-classifier' / f'{split}.prototxt'), phase)
+    out = net.forward()
+    batch = net.blobs['data'].shape[0]
+    assert net.blobs['data'].shape == (batch, 3, 128, 128)
+    assert net.blobs['label'].shape == (batch,) and net.blobs['fc8'].shape == (batch, 5)
+    assert net.blobs['pool5'].shape[2:] == (DEMO_NET['fc6_size'],) * 2
+    assert float(out['loss']) == pytest.approx(np.log(5), rel=1e-5)
+    assert ('accuracy' in out) == (split == 'val')
+
+
+def test_demo_nets_have_vgg16s_layers():
+    """The demo's nets are VGG16's and FCN-8s's layers, names and types, only narrower."""
+    def layers(path):
+        return [(l.name, l.type) for l in formats.read_net(path).layer]
+    assert layers(generate.NETS / 'demo-classifier' / 'deploy.prototxt') == \
+        layers(generate.NETS / 'ilsvrc-nets' / 'vgg16-ilsvrc-deploy.prototxt')
+    assert layers(generate.NETS / 'demo-fcn8s' / 'deploy.prototxt') == \
+        layers(generate.NETS / 'voc-fcn8s' / 'deploy.prototxt')
+
+
+def test_demo_classifier_transplants_into_demo_fcn32s():
+    """Surgery carries the convolutions over and reshapes fc6 (4 x 4 x 64 inputs) and fc7
+    into convolutions; fc8 is dropped, the scorers stay at zero."""
+    from surgery import transplants
+    classifier = caffe.Net(str(generate.NETS / 'demo-classifier' / 'deploy.prototxt'),
+                           caffe.TEST)
+    for blobs in classifier.params.values():
+        for blob in blobs:
+            blob.data[...] = np.random.default_rng(0).normal(size=blob.data.shape)
+    fcn = _deploy('demo-fcn32s')
+    report = transplants.transplant(fcn, classifier, verbose=False)
+    assert report.layers(transplants.RESHAPED) == ['fc6', 'fc7']
+    assert report.layers(transplants.DROPPED) == ['fc8']
+    assert report.layers(transplants.LEFT) == ['score_fr', 'upscore']
+    np.testing.assert_array_equal(fcn.params['fc6'][0].data.reshape(256, -1),
+                                  classifier.params['fc6'][0].data)
+
+
+@pytest.mark.parametrize('fc6_size, pad', [(7, 100), (6, 100), (5, 68), (4, 68)])
+def test_first_pad_follows_fc6(fc6_size, pad):
+    assert first_pad(fc6_size) == pad
+
+
+@pytest.mark.parametrize('fc6_size', [3, 8, 4.0])
+def test_first_pad_refuses_sizes_without_room(fc6_size):
+    with pytest.raises(ValueError, match='fc6_size must be an int from 4 to 7'):
+        first_pad(fc6_size)
