@@ -11,7 +11,7 @@ help-models:  ## list the model targets: make <model> [ARGS='--gpu 0 --out DIR']
 $(MODELS):
 	$(PYTHON) solve/$(subst -,_,$@).py $(ARGS)
 
-.PHONY: $(MODELS) help-models help install test test-gpu smoke bench tables weights nets check-nets proto check-proto lint clean
+.PHONY: $(MODELS) help-models help install demo test test-gpu smoke bench tables weights nets check-nets proto check-proto lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -19,6 +19,9 @@ help:  ## list the targets
 
 install:  ## install the toolkit, its test tools and protoc (CPU torch 2.13.0)
 	$(PYTHON) -m pip install -q -e '.[test,proto]'
+
+demo:  ## the paper's pipeline in miniature on generated data, CPU: about 4 minutes
+	$(PYTHON) -m solve.demo $(ARGS)
 
 test: lint  ## run the size budget and the test suite on the CPU
 	$(PYTHON) -m pytest $(PYTEST_FLAGS) tests
@@ -29,7 +32,7 @@ test-gpu:  ## run the GPU-marked tests (needs CUDA)
 bench:  ## engine vs direct PyTorch: FCN-8s 500x500 time and peak memory (minutes)
 	$(PYTHON) benchmarks/fcn_bench.py --size 500 --repeat 2
 
-smoke:  ## write a V1 net + caffemodel, upgrade and round-trip them (until `make demo` exists)
+smoke:  ## write a V1 net + caffemodel, upgrade and round-trip them (seconds)
 	$(PYTHON) -m caffe_torch.tools.smoke out/smoke
 
 tables:  ## the paper's tables beside this toolkit's numbers (ARGS='--format csv --output t.csv')

@@ -34,6 +34,9 @@ def get_args_parser(model_id=None):
                         help='train this stage only, not the stages before it')
     parser.add_argument('--iterations', type=int,
                         help='iterations per stage (default: the recipe\'s rounds x step)')
+    parser.add_argument('--step', type=int,
+                        help='iterations per round: the test split is scored and a snapshot '
+                             'taken after each (default: the recipe\'s)')
     parser.add_argument('--out', default=None,
                         help='output folder (default: $FCN_OUT or out/ in the checkout)')
     parser.add_argument('--resume', help='solverstate to resume this model from')
@@ -44,14 +47,14 @@ def get_args_parser(model_id=None):
     return parser
 
 
-def schedule(model_id, iterations):
-    """(rounds, step) for a stage: the recipe's, or `iterations` cut into recipe steps."""
+def schedule(model_id, iterations, step=None):
+    """(rounds, step) for a stage: the recipe's, or `iterations` cut into rounds of `step`
+    (default: the recipe's step, or one shorter round)."""
     from nets.models import MODELS
     spec = MODELS[model_id]
-    if not iterations:
-        return spec['rounds'], spec['step']
-    step = min(spec['step'], iterations)
-    return math.ceil(iterations / step), step
+    total = iterations or spec['rounds'] * spec['step']
+    step = step or min(spec['step'], total)
+    return math.ceil(total / step), step
 
 
 def plan(model_id, args):
@@ -110,6 +113,8 @@ def _initial_weights(name, args):
             inputs.append(str(manifest.weights_dir() / f'{parent}.caffemodel'))
         else:
             inputs.append(str(loop.final_weights(args.out, parent)))
+    if not inputs:
+        return None  # trained from its fillers
     return inputs[0] if len(inputs) == 1 else tuple(inputs)
 
 
@@ -122,7 +127,7 @@ def run_stages(model_id, args):
                                           quiet=True)):
                 raise RuntimeError(f'converting the ImageNet weights for {name} failed')
             continue
-        rounds, step = schedule(name, args.iterations)
+        rounds, step = schedule(name, args.iterations, args.step)
         loop.train(name, _initial_weights(name, args), args.out, rounds, step,
                    resume=args.resume if name == model_id else None,
                    progress=not args.no_progress)

@@ -5,7 +5,7 @@ Per image: RGB -> float32 -> BGR minus the dataset mean of its data layer (data_
 the argmax over its score channels. Written under --out, for image <id>:
 
     <id>.png           label map as a paletted PNG: pixel values are classes, colours VOC's
-    <id>_overlay.jpg   the labels blended over the image (vis.vis_seg, alpha 0.5)
+    <id>_overlay.png   the labels blended over the image (vis.vis_seg, alpha 0.5)
 
 Two-headed nets (SIFT Flow: score_sem, score_geo) write <id>_sem.png, <id>_geo.png and their
 overlays. Nets with several inputs (NYUD color-hha, color-d) take the first input from the
@@ -182,8 +182,8 @@ def save_outputs(folder, image_id, rgb, labels, palette):
         vis.save_label_png(f'{stem}.png', seg, palette)
         buffer = io.BytesIO()
         overlay = vis.vis_seg(rgb.astype(np.uint8), seg, palette)
-        Image.fromarray(overlay).save(buffer, format='JPEG', quality=95)
-        atomic_write(f'{stem}_overlay.jpg', buffer.getvalue())
+        Image.fromarray(overlay).save(buffer, format='PNG')
+        atomic_write(f'{stem}_overlay.png', buffer.getvalue())
 
 
 def histogram_lines(image_id, labels, dataset):
@@ -248,7 +248,7 @@ def get_args_parser():
                         help='caffemodel; None: the released one (weights/manifest.json, in '
                              '$FCN_WEIGHTS), else <out-root>/<model>/<model>.caffemodel')
     parser.add_argument('--out', type=pathlib.Path, required=True,
-                        help='folder for <id>.png and <id>_overlay.jpg')
+                        help='folder for <id>.png and <id>_overlay.png')
     parser.add_argument('--net', type=pathlib.Path, default=None,
                         help='deploy prototxt; None: nets/<model>/deploy.prototxt')
     parser.add_argument('--extra', action='append', default=[], metavar='NAME=PATH',

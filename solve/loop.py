@@ -5,6 +5,7 @@
               transplant per stream (NYUD late fusion), or the color-D first-layer surgery
     interp  every frozen Deconvolution (bilinear)
     repeat `rounds` times: solver.step(`step`); score the test split (seg_tests); snapshot
+    (a classifier trained from scratch, the demo's, has no init and is scored per image)
     save <out>/<model>/<model>.caffemodel, the next stage's initialisation
 
 Everything a stage writes lives in <out>/<model>/: snapshot/train_iter_N.*, train.log
@@ -138,7 +139,10 @@ def _train_rounds(model_id, solver, folder, rounds, step, progress, root=True):
 
 
 def heads(model_id):
-    """(head, score blob, label blob, loss blob) of each output a model is scored on."""
+    """(head, score blob, label blob, loss blob) of each output a model is scored on; a
+    classifier's 'pixel' metrics are over images (pixel accuracy is top-1 accuracy)."""
+    if MODELS[model_id].get('task') == 'classification':
+        return [('class', 'fc8', 'label', 'loss')]
     if MODELS[model_id]['dataset'] == 'siftflow':
         return [('sem', 'score_sem', 'sem', 'loss'), ('geo', 'score_geo', 'geo', 'loss_geo')]
     return [('score', 'score', 'label', 'loss')]

@@ -160,8 +160,9 @@ def evaluate(net, num_images, score_blob='score', label_blob='label', loss_blob=
     """Score a test net over num_images forwards, as fcn's compute_hist.
 
     The net's data layer supplies the images in its own sequential order; `ids` only names
-    the saved PNGs, so it must follow that order. Per forward: argmax over channels of
-    score_blob[0] against label_blob[0, 0]; the loss blob (if the net has it) is summed.
+    the saved PNGs, so it must follow that order. Per forward: argmax over the channel axis
+    of score_blob (N x C x H x W, or N x C for a classifier, whose images count as pixels)
+    against label_blob (N x 1 x H x W, or N); the loss blob (if the net has it) is summed.
     With save_dir, each prediction is written as {id}.png with the palette (VOC colours by
     default). Returns (metrics, mean loss or None, ConfusionMatrix).
     """
@@ -174,15 +175,15 @@ def evaluate(net, num_images, score_blob='score', label_blob='label', loss_blob=
     bar = ProgressBar(num_images) if progress else None
     for i in range(num_images):
         net.forward()
-        scores = net.blobs[score_blob].data[0]
+        scores, label = net.blobs[score_blob].data, net.blobs[label_blob].data
         if confusion is None:
-            confusion = ConfusionMatrix(num_classes or scores.shape[0], class_names)
-        prediction = scores.argmax(axis=0)
-        confusion.update(net.blobs[label_blob].data[0, 0], prediction)
+            confusion = ConfusionMatrix(num_classes or scores.shape[1], class_names)
+        prediction = scores.argmax(axis=1)
+        confusion.update(label[:, 0] if label.ndim == 4 else label, prediction)
         if has_loss:
             loss_sum += float(np.sum(net.blobs[loss_blob].data))
         if save_dir is not None:
-            vis.save_label_png(os.path.join(save_dir, f'{ids[i]}.png'), prediction, palette)
+            vis.save_label_png(os.path.join(save_dir, f'{ids[i]}.png'), prediction[0], palette)
         if bar:
             bar.update(i + 1)
     mean_loss = loss_sum / num_images if has_loss else None

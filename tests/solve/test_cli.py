@@ -46,6 +46,8 @@ def test_schedule_cuts_iterations_into_recipe_steps():
     assert cli.schedule('voc-fcn32s', None) == (25, 4000)
     assert cli.schedule('voc-fcn32s', 10000) == (3, 4000)
     assert cli.schedule('voc-fcn32s', 50) == (1, 50)
+    assert cli.schedule('voc-fcn32s', 10, step=4) == (3, 4)
+    assert cli.schedule('voc-fcn32s', None, step=8000) == (13, 8000)
 
 
 def test_every_model_has_an_entry_point_and_a_make_target():

@@ -68,7 +68,7 @@ def test_odd_sizes_and_a_folder(tmp_path):
         with Image.open(out / f'{stem}.png') as png:
             assert png.mode == 'P' and png.size == (w, h)
             assert np.array(png).max() < 21
-        with Image.open(out / f'{stem}_overlay.jpg') as overlay:
+        with Image.open(out / f'{stem}_overlay.png') as overlay:
             assert overlay.size == (w, h) and overlay.mode == 'RGB'
 
 
@@ -114,8 +114,8 @@ def test_two_heads_write_both(tmp_path):
     assert run(['--model', 'siftflow-fcn16s', '--net', net, '--weights', weights,
                 tmp_path / 'coast.png', '--out', tmp_path / 'out']) == 0
     names = sorted(p.name for p in (tmp_path / 'out').iterdir())
-    assert names == ['coast_geo.png', 'coast_geo_overlay.jpg', 'coast_sem.png',
-                     'coast_sem_overlay.jpg']
+    assert names == ['coast_geo.png', 'coast_geo_overlay.png', 'coast_sem.png',
+                     'coast_sem_overlay.png']
     assert np.array(Image.open(tmp_path / 'out' / 'coast_geo.png')).max() < 3
 
 

@@ -1,0 +1,136 @@
+"""`make demo`: the paper's whole pipeline in miniature, on data the toolkit draws itself.
+
+    1. draw an ImageNet-style classification set and a PASCAL VOC-layout segmentation set
+       of synthetic scenes (solve/demo_data.py; deterministic by seed)
+    2. train a classifier with VGG16's layer structure and names at reduced widths
+       (nets/demo-classifier) from scratch, as the ILSVRC VGG16 was trained before FCN
+    3. transplant it into FCN-32s (surgery: fc6/fc7 become convolutions) and
+       bilinear-initialise the deconvolutions
+    4. train FCN-32s, then FCN-16s from it, then FCN-8s from that, scoring the held-out split
+       after each round; steps 2-4 are the staged pipeline of every paper model
+       (`python -m solve.cli demo-fcn8s`: finished stages skipped, interrupted ones resumed)
+    5. print the stages in the form of the paper's Table 2, and write an overlay of a
+       held-out image and each stage's learning curves
+
+Everything goes under --out (default out/demo), the data under <out>/data unless
+FCN_DEMO_VOC_DIR / FCN_DEMO_CLASSES_DIR name other folders. The recipe's settings (widths,
+iterations, rates) are the demo's own, in nets/models.py.
+"""
+import argparse
+import csv
+import os
+import pathlib
+import sys
+import time
+
+from data_layers import paths
+from solve import cli, loop
+from solve.console import HelpFormatter
+
+STAGES = ('demo-fcn32s', 'demo-fcn16s', 'demo-fcn8s')
+METRICS = ('pixel_accuracy', 'mean_accuracy', 'mean_iu', 'fw_iu')
+# What the recipe reaches with seed 0 on 2 CPU cores (torch 2.13.0; the README's table);
+# other machines' arithmetic may move it by a little, --check allows TOLERANCE points.
+EXPECTED = {'demo-fcn32s': (83.5, 29.8, 22.2, 72.7), 'demo-fcn16s': (86.4, 39.9, 31.4, 78.5),
+            'demo-fcn8s': (88.3, 52.2, 41.9, 82.3)}
+TOLERANCE = 3.0
+
+
+def generate_data(root, seed):
+    """The two synthetic sets, drawn once each, where the data layers will look for them."""
+    from solve import demo_data
+    for name, folder, make in (('demo_voc', root / 'voc', demo_data.make_segmentation_set),
+                               ('demo_classes', root / 'classes',
+                                demo_data.make_classification_set)):
+        folder = pathlib.Path(os.environ.setdefault(paths.env_var(name), str(folder)))
+        if not (folder / 'ImageSets').is_dir() and not (folder / 'train.txt').is_file():
+            make(folder, seed=seed)
+
+
+def last_scores(out, model_id):
+    """The final row of a stage's scores.csv."""
+    with open(loop.stage_dir(out, model_id) / 'scores.csv') as f:
+        return list(csv.DictReader(f))[-1]
+
+
+def table(out):
+    """The last scores of each stage, as the paper's Table 2 (percent)."""
+    lines = ['| net | pixel acc. | mean acc. | mean IU | f.w. IU |', '|---|--:|--:|--:|--:|']
+    for stage in STAGES:
+        row = last_scores(out, stage)
+        values = ' | '.join(f'{100 * float(row[m]):.1f}' for m in METRICS)
+        lines.append(f'| FCN-{stage.split("fcn")[1]} | {values} |')
+    return '\n'.join(lines)
+
+
+def check(out):
+    """Problems with the run's table: mean IU not rising 32s -> 16s -> 8s, or a score more
+    than TOLERANCE points from EXPECTED."""
+    problems, mean_iu = [], []
+    for stage in STAGES:
+        row = last_scores(out, stage)
+        got = [100 * float(row[m]) for m in METRICS]
+        mean_iu.append(got[2])
+        problems += [f'{stage} {m}: {g:.1f}, expected {e:.1f} +- {TOLERANCE:g}'
+                     for m, g, e in zip(METRICS, got, EXPECTED[stage])
+                     if abs(g - e) > TOLERANCE]
+    if not mean_iu[0] < mean_iu[1] < mean_iu[2]:
+        problems.append('mean IU does not rise from FCN-32s to FCN-16s to FCN-8s: ' +
+                        ', '.join(f'{v:.1f}' for v in mean_iu))
+    return problems
+
+
+def overlay(out):
+    """FCN-8s on the first held-out image: label PNG and overlay."""
+    from solve import infer
+    voc = paths.dataset_dir('demo_voc')
+    first = (voc / 'ImageSets' / 'Segmentation' / 'val.txt').read_text().split()[0]
+    status = infer.main(infer.get_args_parser().parse_args(
+        ['--model', 'demo-fcn8s', '--weights', str(loop.final_weights(out, 'demo-fcn8s')),
+         '--out', str(out / 'example'), str(voc / 'JPEGImages' / f'{first}.jpg')]))
+    if status:
+        raise RuntimeError(f'segmenting the example {first}.jpg failed (see above)')
+    return out / 'example'
+
+
+def main(args):
+    start = time.perf_counter()
+    out = pathlib.Path(args.out)
+    generate_data(out / 'data', args.seed)
+    stage_args = ['--out', str(out)] + (['--iterations', str(args.iterations)]
+                                         if args.iterations else [])
+    if args.no_progress:
+        stage_args.append('--no-progress')
+    status = cli.main(cli.get_args_parser(STAGES[-1]).parse_args(stage_args), STAGES[-1])
+    if status:
+        return status
+    example = overlay(out)
+    accuracy = 100 * float(last_scores(out, 'demo-classifier')['pixel_accuracy'])
+    print(f'\nThe demo pipeline ({time.perf_counter() - start:.0f} s). The classifier\'s '
+          f'held-out accuracy: {accuracy:.1f}%. The FCNs on the held-out split, in the form '
+          f'of the paper\'s Table 2:\n\n{table(out)}\n\nexample segmentation: {example}/; '
+          f'learning curves: {out}/demo-*/curves.png')
+    problems = check(out) if args.check else []
+    for problem in problems:
+        print(f'check failed: {problem}', file=sys.stderr)
+    return 1 if problems else 0
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                     epilog='example: python -m solve.demo --out out/demo',
+                                     formatter_class=HelpFormatter)
+    parser.add_argument('--out', default=str(loop.default_out() / 'demo'),
+                        help='output folder')
+    parser.add_argument('--seed', type=int, default=0, help='seed of the synthetic data')
+    parser.add_argument('--iterations', type=int,
+                        help='iterations per stage (default: the recipe\'s; for quick checks)')
+    parser.add_argument('--no-progress', action='store_true', help='no progress bars')
+    parser.add_argument('--check', action='store_true',
+                        help='exit 1 unless mean IU rises 32s -> 16s -> 8s and every score is '
+                             f'within {TOLERANCE:g} points of the README\'s table')
+    return parser
+
+
+if __name__ == '__main__':
+    sys.exit(main(get_args_parser().parse_args()))

@@ -1,0 +1,161 @@
+"""The staged pipeline end to end on tiny generated data: classifier from scratch, surgery into
+FCN-32s, FCN-16s from it; a run killed after a snapshot resumes; finished stages are skipped;
+`make demo`'s driver prints the Table-2 form and writes the overlay and curves."""
+import csv
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dataset_fixtures import set_dataset_env
+from solve import cli, demo, demo_data
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+QUICK = ['--iterations', '4', '--step', '2', '--no-progress']
+
+# The same command in a child process that dies (os._exit: no cleanup, as a kill) right after
+# FCN-32s's first snapshot: the state an interrupted stage leaves behind.
+KILLED_AFTER_FIRST_SNAPSHOT = '''
+import os, sys
+from caffe_torch import solver
+snapshot = solver.Solver.snapshot
+
+def snapshot_then_die(self):
+    snapshot(self)
+    if 'demo-fcn32s' in self.param.snapshot_prefix:
+        os._exit(3)
+
+solver.Solver.snapshot = snapshot_then_die
+from solve import cli
+sys.exit(cli.main(cli.get_args_parser('demo-fcn16s').parse_args(sys.argv[1:]), 'demo-fcn16s'))
+'''
+
+
+@pytest.fixture
+def tiny_demo(newcomer, monkeypatch):
+    """The demo's two sets at their smallest: 64-px scenes, 128-px objects (fc6 needs 128)."""
+    data = newcomer / 'data' / 'demo'
+    voc = demo_data.make_segmentation_set(data / 'voc', n_train=4, n_val=2, size=64, seed=3)
+    classes = demo_data.make_classification_set(data / 'classes', n_per_class=2, seed=3,
+                                                n_val_per_class=1)
+    set_dataset_env(monkeypatch, demo_voc=voc, demo_classes=classes)
+    return newcomer
+
+
+def _main(argv, model_id):
+    return cli.main(cli.get_args_parser(model_id).parse_args(argv), model_id)
+
+
+def scores(out, model_id):
+    with open(out / model_id / 'scores.csv') as f:
+        return [(int(r['iteration']), r['head']) for r in csv.DictReader(f)]
+
+
+def files(out):
+    """Every file under out with its modification time and size."""
+    return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in out.rglob('*') if p.is_file()}
+
+
+def test_killed_stage_resumes_and_finished_stages_are_skipped(tiny_demo):
+    out = tiny_demo / 'out'
+    killed = subprocess.run([sys.executable, '-c', KILLED_AFTER_FIRST_SNAPSHOT, '--out',
+                             str(out)] + QUICK, cwd=ROOT, env=dict(os.environ),
+                            capture_output=True, text=True, timeout=600)
+    assert killed.returncode == 3, killed.stderr[-3000:]
+    classifier = out / 'demo-classifier' / 'demo-classifier.caffemodel'
+    assert classifier.is_file() and scores(out, 'demo-classifier') == [(2, 'class'),
+                                                                       (4, 'class')]
+    assert (out / 'demo-fcn32s' / 'snapshot' / 'train_iter_2.solverstate').is_file()
+    assert not (out / 'demo-fcn32s' / 'demo-fcn32s.caffemodel').exists()
+    assert not list(out.rglob('.*')), 'a write was left half-done (atomic_write temp file)'
+    before = classifier.stat().st_mtime_ns
+
+    assert _main(['--out', str(out)] + QUICK, 'demo-fcn16s') == 0
+    assert classifier.stat().st_mtime_ns == before  # done: skipped
+    log = (out / 'demo-fcn32s' / 'train.log').read_text()
+    assert 'transplanted the classifier' in log and '2 reshaped' in log  # fc6, fc7 weights
+    assert 'resuming demo-fcn32s from' in log and 'train_iter_2.solverstate' in log
+    assert scores(out, 'demo-fcn32s') == [(2, 'score'), (4, 'score')]  # round 2 only, once
+    assert scores(out, 'demo-fcn16s') == [(2, 'score'), (4, 'score')]
+    for stage in ('demo-fcn32s', 'demo-fcn16s'):
+        assert (out / stage / f'{stage}.caffemodel').is_file()
+        assert (out / stage / 'curves.png').is_file()
+
+    written = files(out)
+    assert _main(['--out', str(out)] + QUICK, 'demo-fcn16s') == 0
+    assert files(out) == written  # every stage done: nothing runs, nothing is rewritten
+
+
+def test_surgery_carries_the_classifier_into_fcn32s(tiny_demo):
+    """FCN-32s starts from the classifier: conv weights copied, fc6/fc7 reshaped to kernels,
+    score_fr and the frozen deconvolution left to their fillers and bilinear weights."""
+    from caffe_torch.backend import caffe
+    from solve import loop, stages
+    out = tiny_demo / 'out'
+    assert _main(['--out', str(out), '--only'] + QUICK, 'demo-classifier') == 0
+    classifier = caffe.Net(str(ROOT / 'nets' / 'demo-classifier' / 'deploy.prototxt'),
+                           caffe.TEST, weights=str(loop.final_weights(out, 'demo-classifier')))
+    solver = loop.build_solver('demo-fcn32s', out / 'fcn')
+    stages.initialise('demo-fcn32s', solver.net, str(loop.final_weights(out,
+                                                                          'demo-classifier')))
+    stages.bilinear(solver.net)
+    fcn = solver.net.params
+    np.testing.assert_array_equal(fcn['conv3_2'][0].data, classifier.params['conv3_2'][0].data)
+    for name in ('fc6', 'fc7'):
+        np.testing.assert_array_equal(fcn[name][0].data.reshape(fcn[name][0].data.shape[0], -1),
+                                      classifier.params[name][0].data)
+    kernel = fcn['upscore'][0].data
+    assert np.allclose(kernel[0, 0], kernel[1, 1]) and not kernel[0, 1].any()
+
+
+def test_demo_prints_the_table_and_writes_overlay_and_curves(tiny_demo, capsys):
+    """`make demo`'s driver on the tiny sets: the Table-2 rows are the stages' last scores."""
+    out = tiny_demo / 'demo'
+    assert demo.main(demo.get_args_parser().parse_args(['--out', str(out)] + QUICK[:2]
+                                                       + ['--no-progress'])) == 0
+    printed = capsys.readouterr().out
+    rows = [line for line in printed.splitlines() if line.startswith('| FCN-')]
+    assert [r.split('|')[1].strip() for r in rows] == ['FCN-32s', 'FCN-16s', 'FCN-8s']
+    for row, stage in zip(rows, demo.STAGES):
+        last = [float(v) for v in row.split('|')[2:6]]
+        want = demo.last_scores(out, stage)
+        assert last == [round(100 * float(want[m]), 1) for m in demo.METRICS]
+    assert 'held-out accuracy' in printed
+    first = (tiny_demo / 'data' / 'demo' / 'voc' / 'ImageSets' / 'Segmentation' /
+             'val.txt').read_text().split()[0]
+    with Image.open(out / 'example' / f'{first}_overlay.png') as overlay:
+        assert overlay.format == 'PNG' and overlay.size == (64, 64)
+    for stage in ('demo-classifier',) + demo.STAGES:
+        assert (out / stage / 'curves.png').is_file()
+
+
+def test_check_names_each_failure(tmp_path):
+    """--check passes the README's table, and names a falling mean IU and a score off it."""
+    def write(stage, values):
+        folder = tmp_path / stage
+        folder.mkdir(exist_ok=True)
+        with open(folder / 'scores.csv', 'w', newline='') as f:
+            writer = csv.writer(f)
+            writer.writerow(['iteration', 'head'] + list(demo.METRICS))
+            writer.writerow([600, 'score'] + [v / 100 for v in values])
+    for stage, values in demo.EXPECTED.items():
+        write(stage, values)
+    assert demo.check(tmp_path) == []
+    write('demo-fcn8s', (88.3, 52.2, 30.0, 82.3))
+    problems = demo.check(tmp_path)
+    assert len(problems) == 2
+    assert problems[0].startswith('demo-fcn8s mean_iu: 30.0, expected 41.9')
+    assert problems[1] == ('mean IU does not rise from FCN-32s to FCN-16s to FCN-8s: 22.2, '
+                           '31.4, 30.0')
+
+
+def test_readme_states_the_expected_table():
+    """The README's demo table is demo.EXPECTED, row for row."""
+    readme = (ROOT / 'README.md').read_text()
+    for stage, values in demo.EXPECTED.items():
+        row = f'| FCN-{stage.split("fcn")[1]} | ' + ' | '.join(f'{v:.1f}' for v in values)
+        assert row in readme, row
