@@ -36,15 +36,38 @@ EXPECTED = {'demo-fcn32s': (83.5, 29.8, 22.2, 72.7), 'demo-fcn16s': (86.4, 39.9,
 TOLERANCE = 3.0
 
 
+class DemoDataError(ValueError):
+    """The demo's data folder holds a set drawn with another seed, or something else."""
+
+
 def generate_data(root, seed):
-    """The two synthetic sets, drawn once each, where the data layers will look for them."""
+    """The two synthetic sets, drawn once each, where the data layers will look for them.
+    Each is drawn into a .partial folder and renamed when whole, with its seed in seed.txt:
+    an interrupted draw is redone, a set of another seed is refused."""
+    import shutil
     from solve import demo_data
     for name, folder, make in (('demo_voc', root / 'voc', demo_data.make_segmentation_set),
                                ('demo_classes', root / 'classes',
                                 demo_data.make_classification_set)):
         folder = pathlib.Path(os.environ.setdefault(paths.env_var(name), str(folder)))
-        if not (folder / 'ImageSets').is_dir() and not (folder / 'train.txt').is_file():
-            make(folder, seed=seed)
+        if folder.exists():
+            _check_seed(folder, seed)
+            continue
+        partial = folder.with_name(folder.name + '.partial')
+        shutil.rmtree(partial, ignore_errors=True)
+        make(partial, seed=seed)
+        (partial / 'seed.txt').write_text(f'{seed}\n')
+        os.replace(partial, folder)
+
+
+def _check_seed(folder, seed):
+    drawn = (folder / 'seed.txt').read_text().strip() if (folder / 'seed.txt').is_file() else None
+    if drawn != str(seed):
+        raise DemoDataError(
+            f'{folder} holds ' + (f'a set drawn with --seed {drawn}' if drawn else
+                                  'no seed.txt, so not a set the demo drew') +
+            f', not --seed {seed}: give another --out, remove the folder, or unset '
+            f'FCN_DEMO_VOC_DIR / FCN_DEMO_CLASSES_DIR.')
 
 
 def last_scores(out, model_id):
@@ -80,14 +103,15 @@ def check(out):
     return problems
 
 
-def overlay(out):
+def overlay(out, gpu=None):
     """FCN-8s on the first held-out image: label PNG and overlay."""
     from solve import infer
     voc = paths.dataset_dir('demo_voc')
     first = (voc / 'ImageSets' / 'Segmentation' / 'val.txt').read_text().split()[0]
     status = infer.main(infer.get_args_parser().parse_args(
         ['--model', 'demo-fcn8s', '--weights', str(loop.final_weights(out, 'demo-fcn8s')),
-         '--out', str(out / 'example'), str(voc / 'JPEGImages' / f'{first}.jpg')]))
+         '--out', str(out / 'example'), str(voc / 'JPEGImages' / f'{first}.jpg')] +
+        (['--gpu', str(gpu)] if gpu is not None else [])))
     if status:
         raise RuntimeError(f'segmenting the example {first}.jpg failed (see above)')
     return out / 'example'
@@ -96,15 +120,21 @@ def overlay(out):
 def main(args):
     start = time.perf_counter()
     out = pathlib.Path(args.out)
-    generate_data(out / 'data', args.seed)
+    try:
+        generate_data(out / 'data', args.seed)
+    except DemoDataError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
     stage_args = ['--out', str(out)] + (['--iterations', str(args.iterations)]
                                          if args.iterations else [])
     if args.no_progress:
         stage_args.append('--no-progress')
+    if args.gpu is not None:
+        stage_args += ['--gpu', str(args.gpu)]
     status = cli.main(cli.get_args_parser(STAGES[-1]).parse_args(stage_args), STAGES[-1])
     if status:
         return status
-    example = overlay(out)
+    example = overlay(out, args.gpu)
     accuracy = 100 * float(last_scores(out, 'demo-classifier')['pixel_accuracy'])
     print(f'\nThe demo pipeline ({time.perf_counter() - start:.0f} s). The classifier\'s '
           f'held-out accuracy: {accuracy:.1f}%. The FCNs on the held-out split, in the form '
@@ -117,14 +147,17 @@ def main(args):
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+    parser = argparse.ArgumentParser(prog='python -m solve.demo',
+                                     description=__doc__.split('\n\n')[0],
                                      epilog='example: python -m solve.demo --out out/demo',
                                      formatter_class=HelpFormatter)
     parser.add_argument('--out', default=str(loop.default_out() / 'demo'),
                         help='output folder')
     parser.add_argument('--seed', type=int, default=0, help='seed of the synthetic data')
+    parser.add_argument('--gpu', type=int, default=None,
+                        help='GPU id; None: the CPU, where the README\'s table was measured')
     parser.add_argument('--iterations', type=int,
-                        help='iterations per stage (default: the recipe\'s; for quick checks)')
+                        help='iterations per stage, for quick checks; None: the recipe\'s')
     parser.add_argument('--no-progress', action='store_true', help='no progress bars')
     parser.add_argument('--check', action='store_true',
                         help='exit 1 unless mean IU rises 32s -> 16s -> 8s and every score is '

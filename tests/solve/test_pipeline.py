@@ -42,6 +42,8 @@ def tiny_demo(newcomer, monkeypatch):
     voc = demo_data.make_segmentation_set(data / 'voc', n_train=4, n_val=2, size=64, seed=3)
     classes = demo_data.make_classification_set(data / 'classes', n_per_class=2, seed=3,
                                                 n_val_per_class=1)
+    for folder in (voc, classes):
+        (folder / 'seed.txt').write_text('3\n')  # as solve.demo draws them
     set_dataset_env(monkeypatch, demo_voc=voc, demo_classes=classes)
     return newcomer
 
@@ -115,8 +117,8 @@ def test_surgery_carries_the_classifier_into_fcn32s(tiny_demo):
 def test_demo_prints_the_table_and_writes_overlay_and_curves(tiny_demo, capsys):
     """`make demo`'s driver on the tiny sets: the Table-2 rows are the stages' last scores."""
     out = tiny_demo / 'demo'
-    assert demo.main(demo.get_args_parser().parse_args(['--out', str(out)] + QUICK[:2]
-                                                       + ['--no-progress'])) == 0
+    assert demo.main(demo.get_args_parser().parse_args(
+        ['--out', str(out), '--seed', '3', '--iterations', '4', '--no-progress'])) == 0
     printed = capsys.readouterr().out
     rows = [line for line in printed.splitlines() if line.startswith('| FCN-')]
     assert [r.split('|')[1].strip() for r in rows] == ['FCN-32s', 'FCN-16s', 'FCN-8s']
@@ -131,6 +133,15 @@ def test_demo_prints_the_table_and_writes_overlay_and_curves(tiny_demo, capsys):
         assert overlay.format == 'PNG' and overlay.size == (64, 64)
     for stage in ('demo-classifier',) + demo.STAGES:
         assert (out / stage / 'curves.png').is_file()
+
+
+def test_demo_refuses_data_of_another_seed(tiny_demo, capsys):
+    """Sets drawn with another seed are not silently reused: nothing runs."""
+    out = tiny_demo / 'demo'
+    assert demo.main(demo.get_args_parser().parse_args(['--out', str(out)])) == 2
+    err = capsys.readouterr().err
+    assert 'holds a set drawn with --seed 3, not --seed 0' in err and '--out' in err
+    assert not out.exists()
 
 
 def test_check_names_each_failure(tmp_path):
