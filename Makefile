@@ -57,6 +57,6 @@ check-proto: proto  ## regenerate caffe_pb2.py and fail if it differs from the c
 lint:  ## enforce the size budget: library modules of at most 400 lines
 	$(PYTHON) -m caffe_torch.tools.size_budget caffe_torch benchmarks nets data_layers solve surgery weights
 
-clean:  ## remove caches and outputs
-	rm -rf out .pytest_cache build *.egg-info
+clean:  ## remove caches, outputs and the demo's generated data
+	rm -rf out data/demo .pytest_cache build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

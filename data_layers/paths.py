@@ -87,3 +87,11 @@ def missing_message(name, path):
            else f'Download {HOW_TO_GET[name]}, and put it there')
     return (f'dataset "{name}" not found at {path}. {get}, or point {env_var(name)} (or '
             f'FCN_DATA, the root of all datasets) at where it is.')
+
+
+def incomplete_message(name, missing):
+    """A file the dataset should hold is not in its folder: how to make it whole."""
+    get = (f'remove the folder; {HOW_TO_GET[name]}' if name in GENERATED
+           else f'restore it from {HOW_TO_GET[name]}')
+    return (f'{missing} is missing, so dataset "{name}" at {dataset_dir(name, False)} is '
+            f'incomplete: {get}; or point {env_var(name)} at a complete copy.')

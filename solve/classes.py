@@ -8,13 +8,16 @@ CONTEXT_CLASSES), whose label remappings give these orders:
     siftflow sem   the 33 SIFT Flow classes, alphabetical (its classes.mat), stored - 1
     siftflow geo   sky, horizontal, vertical
     pascalcontext  background + the 59_labels.txt lines of the dataset, read when it is there
-    others         'class k' (e.g. the demo's generated sets)
+    demo_voc       background + the demo's five shapes (solve.demo_data.CLASSES)
+    demo_classes   the five shapes (its labels.txt order)
+    others         'class k'
 """
 import numpy as np
 
 from data_layers import nyud, pascalcontext, siftflow, voc
 from data_layers.paths import dataset_dir
 from nets.datasets import DATASETS
+from solve import demo_data
 
 VOC = ('background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat',
        'chair', 'cow', 'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant',
@@ -35,7 +38,8 @@ assert len(VOC) == voc.VOC_CLASSES and len(NYUD) == nyud.NYUD_CLASSES
 assert (len(SIFTFLOW_SEM), len(SIFTFLOW_GEO)) == (siftflow.SEM_CLASSES, siftflow.GEO_CLASSES)
 
 
-NAMED = {'voc': VOC, 'nyud': NYUD}
+NAMED = {'voc': VOC, 'nyud': NYUD, 'demo_voc': demo_data.CLASSES,
+         'demo_classes': demo_data.SHAPES}
 
 
 def pascalcontext_names():

@@ -6,11 +6,13 @@ one that was interrupted resumes from its newest snapshot. Everything the chain 
 (datasets, ImageNet weights) is checked before any work starts.
 """
 import argparse
+import json
 import math
 import os
 import sys
 
 from solve import loop, stages
+from solve.console import positive_int
 
 EPILOG = '''examples:
   python solve/voc_fcn8s.py                        # convert VGG16, then 32s, 16s, 8s
@@ -32,9 +34,9 @@ def get_args_parser(model_id=None):
     parser.add_argument('--init', help='initial weights of this model (implies --only)')
     parser.add_argument('--only', action='store_true',
                         help='train this stage only, not the stages before it')
-    parser.add_argument('--iterations', type=int,
+    parser.add_argument('--iterations', type=positive_int,
                         help='iterations per stage (default: the recipe\'s rounds x step)')
-    parser.add_argument('--step', type=int,
+    parser.add_argument('--step', type=positive_int,
                         help='iterations per round: the test split is scored and a snapshot '
                              'taken after each (default: the recipe\'s)')
     parser.add_argument('--out', default=None,
@@ -58,10 +60,12 @@ def schedule(model_id, iterations, step=None):
 
 
 def plan(model_id, args):
-    """The stages to run, after checking everything they need exists."""
+    """The stages to run, after checking everything they need exists and that no stage
+    begun under another schedule would be skipped or continued."""
     names = [model_id] if args.only or args.init else stages.chain(model_id)
     todo = [n for n in names if not _done(n, args.out)]
-    missing = []
+    missing = ([f'--init {args.init}: no such file']
+               if args.init and not os.path.isfile(args.init) else [])
     for name in todo:
         missing += (_missing(lambda: _check_stage(name)) if name in stages.CONVERTED
                     else loop.missing_datasets(name))
@@ -71,7 +75,28 @@ def plan(model_id, args):
     if missing:
         raise FileNotFoundError('nothing was run; first provide:\n  - ' +
                                 '\n  - '.join(dict.fromkeys(missing)))
+    clashes = [c for n in names if n not in stages.CONVERTED for c in _schedule_clash(n, args)]
+    if clashes:
+        raise ScheduleError('nothing was run:\n  - ' + '\n  - '.join(clashes))
     return todo
+
+
+class ScheduleError(ValueError):
+    """A stage's folder holds a run of another schedule than the one asked for."""
+
+
+def _schedule_clash(name, args):
+    """A message if <out>/<name>/run.json records other rounds x step than this run's."""
+    record = loop.stage_dir(args.out, name) / 'run.json'
+    if not record.is_file():
+        return []
+    run = json.loads(record.read_text())
+    rounds, step = schedule(name, args.iterations, args.step)
+    if (run.get('rounds'), run.get('step')) == (rounds, step):
+        return []
+    return [f'{record.parent} holds a run of {run.get("rounds")} round(s) of '
+            f'{run.get("step")} iterations, not the {rounds} of {step} asked for; pass the '
+            f'same --iterations/--step, or another --out, or remove the folder to retrain']
 
 
 def _check_stage(name):
@@ -140,17 +165,29 @@ def main(args, model_id=None):
     from caffe_torch.backend import caffe
     model_id = model_id or args.model
     args.out = args.out or loop.default_out()
-    if args.gpu is not None:  # under torchrun, each process takes the GPU of its local rank
-        caffe.set_device(args.gpu + int(os.environ.get('LOCAL_RANK', '0')))
-        caffe.set_mode_gpu()
-    caffe.set_fast_math(args.fast_math)
-    parallel.init_from_env()
     try:
+        if args.gpu is not None:  # under torchrun, each process takes its local rank's GPU
+            _use_gpu(caffe, args.gpu + int(os.environ.get('LOCAL_RANK', '0')))
+        caffe.set_fast_math(args.fast_math)
+        parallel.init_from_env()
         run_stages(model_id, args)
-    except (FileNotFoundError, CaffeError, ManifestError, UnknownWeightsError) as e:
+    except (OSError, CaffeError, ManifestError, UnknownWeightsError, ScheduleError,
+            GPUError) as e:
         print(f'error: {str(e).strip(chr(39))}', file=sys.stderr)
         return 2
     return 0
+
+
+def _use_gpu(caffe, device):
+    try:
+        caffe.set_device(device)
+        caffe.set_mode_gpu()
+    except (RuntimeError, ValueError) as e:  # no CUDA build or device, or no such id
+        raise GPUError(f'--gpu {device}: {e}') from None
+
+
+class GPUError(RuntimeError):
+    """The GPU asked for is not there."""
 
 
 def run(model_id):

@@ -12,6 +12,17 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
         return action.help if action.nargs == 0 else super()._get_help_string(action)
 
 
+def positive_int(text):
+    """argparse type: an int > 0 (iterations, steps)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'expected a positive integer, got {text!r}')
+    return value
+
+
 class ProgressBar:
     """`label [=====>    ] 123/736 2.1 img/s` on stderr, redrawn in place with '\\r'."""
 

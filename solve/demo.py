@@ -12,9 +12,12 @@
     5. print the stages in the form of the paper's Table 2, and write an overlay of a
        held-out image and each stage's learning curves
 
-Everything goes under --out (default out/demo), the data under <out>/data unless
-FCN_DEMO_VOC_DIR / FCN_DEMO_CLASSES_DIR name other folders. The recipe's settings (widths,
-iterations, rates) are the demo's own, in nets/models.py.
+The stages write where every model's do, <out>/<model>/ (--out, default $FCN_OUT or out/),
+the example to <out>/demo-example/; the sets go where datasets are found, $FCN_DATA/demo/voc
+and $FCN_DATA/demo/classes (or FCN_DEMO_VOC_DIR / FCN_DEMO_CLASSES_DIR), so that
+`python -m solve.cli demo-fcn8s`, `solve.infer --model demo-fcn8s` and `make tables` find
+them too. The recipe's settings (widths, iterations, rates) are the demo's own, in
+nets/models.py.
 """
 import argparse
 import csv
@@ -40,16 +43,15 @@ class DemoDataError(ValueError):
     """The demo's data folder holds a set drawn with another seed, or something else."""
 
 
-def generate_data(root, seed):
-    """The two synthetic sets, drawn once each, where the data layers will look for them.
-    Each is drawn into a .partial folder and renamed when whole, with its seed in seed.txt:
-    an interrupted draw is redone, a set of another seed is refused."""
+def generate_data(seed):
+    """The two synthetic sets, drawn once each, where the data layers look for them. Each
+    is drawn into a .partial folder and renamed when whole, with its seed in seed.txt: an
+    interrupted draw is redone, a set of another seed is refused."""
     import shutil
     from solve import demo_data
-    for name, folder, make in (('demo_voc', root / 'voc', demo_data.make_segmentation_set),
-                               ('demo_classes', root / 'classes',
-                                demo_data.make_classification_set)):
-        folder = pathlib.Path(os.environ.setdefault(paths.env_var(name), str(folder)))
+    for name, make in (('demo_voc', demo_data.make_segmentation_set),
+                       ('demo_classes', demo_data.make_classification_set)):
+        folder = paths.dataset_dir(name, must_exist=False)
         if folder.exists():
             _check_seed(folder, seed)
             continue
@@ -66,8 +68,8 @@ def _check_seed(folder, seed):
         raise DemoDataError(
             f'{folder} holds ' + (f'a set drawn with --seed {drawn}' if drawn else
                                   'no seed.txt, so not a set the demo drew') +
-            f', not --seed {seed}: give another --out, remove the folder, or unset '
-            f'FCN_DEMO_VOC_DIR / FCN_DEMO_CLASSES_DIR.')
+            f', not --seed {seed}: remove the folder, or point FCN_DATA (or '
+            f'FCN_DEMO_VOC_DIR and FCN_DEMO_CLASSES_DIR) at another place for this seed.')
 
 
 def last_scores(out, model_id):
@@ -104,43 +106,44 @@ def check(out):
 
 
 def overlay(out, gpu=None):
-    """FCN-8s on the first held-out image: label PNG and overlay."""
+    """FCN-8s on the first held-out image: label PNG and overlay; infer's exit status."""
     from solve import infer
     voc = paths.dataset_dir('demo_voc')
     first = (voc / 'ImageSets' / 'Segmentation' / 'val.txt').read_text().split()[0]
-    status = infer.main(infer.get_args_parser().parse_args(
+    return infer.main(infer.get_args_parser().parse_args(
         ['--model', 'demo-fcn8s', '--weights', str(loop.final_weights(out, 'demo-fcn8s')),
-         '--out', str(out / 'example'), str(voc / 'JPEGImages' / f'{first}.jpg')] +
+         '--out', str(out / 'demo-example'), str(voc / 'JPEGImages' / f'{first}.jpg')] +
         (['--gpu', str(gpu)] if gpu is not None else [])))
-    if status:
-        raise RuntimeError(f'segmenting the example {first}.jpg failed (see above)')
-    return out / 'example'
+
+
+def stage_args(args):
+    """The staged command's arguments for the demo's options."""
+    argv = ['--out', str(args.out)]
+    if args.iterations:
+        argv += ['--iterations', str(args.iterations)]
+    if args.gpu is not None:
+        argv += ['--gpu', str(args.gpu)]
+    return argv + (['--no-progress'] if args.no_progress else [])
 
 
 def main(args):
     start = time.perf_counter()
-    out = pathlib.Path(args.out)
+    args.out = pathlib.Path(args.out or loop.default_out())
     try:
-        generate_data(out / 'data', args.seed)
-    except DemoDataError as e:
-        print(f'error: {e}', file=sys.stderr)
+        generate_data(args.seed)
+    except (DemoDataError, OSError) as e:
+        print(f'error: the demo\'s data: {e}', file=sys.stderr)
         return 2
-    stage_args = ['--out', str(out)] + (['--iterations', str(args.iterations)]
-                                         if args.iterations else [])
-    if args.no_progress:
-        stage_args.append('--no-progress')
-    if args.gpu is not None:
-        stage_args += ['--gpu', str(args.gpu)]
-    status = cli.main(cli.get_args_parser(STAGES[-1]).parse_args(stage_args), STAGES[-1])
+    status = cli.main(cli.get_args_parser(STAGES[-1]).parse_args(stage_args(args)), STAGES[-1])
+    status = status or overlay(args.out, args.gpu)
     if status:
         return status
-    example = overlay(out, args.gpu)
-    accuracy = 100 * float(last_scores(out, 'demo-classifier')['pixel_accuracy'])
+    accuracy = 100 * float(last_scores(args.out, 'demo-classifier')['pixel_accuracy'])
     print(f'\nThe demo pipeline ({time.perf_counter() - start:.0f} s). The classifier\'s '
           f'held-out accuracy: {accuracy:.1f}%. The FCNs on the held-out split, in the form '
-          f'of the paper\'s Table 2:\n\n{table(out)}\n\nexample segmentation: {example}/; '
-          f'learning curves: {out}/demo-*/curves.png')
-    problems = check(out) if args.check else []
+          f'of the paper\'s Table 2:\n\n{table(args.out)}\n\nexample segmentation: '
+          f'{args.out / "demo-example"}/; learning curves: {args.out}/demo-*/curves.png')
+    problems = check(args.out) if args.check else []
     for problem in problems:
         print(f'check failed: {problem}', file=sys.stderr)
     return 1 if problems else 0
@@ -149,10 +152,10 @@ def main(args):
 def get_args_parser():
     parser = argparse.ArgumentParser(prog='python -m solve.demo',
                                      description=__doc__.split('\n\n')[0],
-                                     epilog='example: python -m solve.demo --out out/demo',
+                                     epilog='example: python -m solve.demo --gpu 0 --out /scratch/fcn',
                                      formatter_class=HelpFormatter)
-    parser.add_argument('--out', default=str(loop.default_out() / 'demo'),
-                        help='output folder')
+    parser.add_argument('--out', default=None,
+                        help='output root; None: $FCN_OUT, else out/ in the checkout')
     parser.add_argument('--seed', type=int, default=0, help='seed of the synthetic data')
     parser.add_argument('--gpu', type=int, default=None,
                         help='GPU id; None: the CPU, where the README\'s table was measured')

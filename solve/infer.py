@@ -61,8 +61,12 @@ def read_rgb(path):
     return read_image(path)
 
 
-def _bgr(mean):
-    return lambda path: SegDataLayer.bgr_minus_mean(read_rgb(path), np.float32(mean))
+def _bgr(mean, scale=1.0):
+    """As the data layers: BGR minus the mean, times the layer's 'scale' (the demo's)."""
+    def prepare(path):
+        image = SegDataLayer.bgr_minus_mean(read_rgb(path), np.float32(mean))
+        return image * np.float32(scale) if scale != 1 else image
+    return prepare
 
 
 def _hha(path):
@@ -79,13 +83,14 @@ def _depth(path):
 
 def preparers(dataset):
     """{input blob: image file -> C x H x W float32} as the dataset's data layer prepares
-    its tops: the BGR mean is the layer's (or the dataset's param_str 'mean')."""
+    its tops: the BGR mean is the layer's (or the dataset's param_str 'mean'), as is the
+    scale after it (param_str 'scale', default 1)."""
     spec = DATASETS[dataset]
     layer = getattr(importlib.import_module(spec['module']), spec['val'][0])
     mean = spec['extra'].get('mean', layer.mean)
     if dataset == 'nyud':
         return {'color': _bgr(mean), 'hha': _hha, 'depth': _depth}
-    return {'data': _bgr(mean)}
+    return {'data': _bgr(mean, spec['extra'].get('scale', 1.0))}
 
 
 def list_images(paths):
@@ -241,7 +246,9 @@ def get_args_parser():
         formatter_class=HelpFormatter)
     parser.add_argument('images', nargs='+', metavar='IMAGE_OR_FOLDER',
                         help='image files, or folders whose images are all segmented')
-    parser.add_argument('--model', required=True, choices=sorted(MODELS), metavar='MODEL',
+    parser.add_argument('--model', required=True, metavar='MODEL',
+                        choices=sorted(m for m, spec in MODELS.items()
+                                       if spec.get('task') != 'classification'),
                         help='model id (nets/models.py): picks the deploy net, the mean, the '
                              'classes and the default weights')
     parser.add_argument('--weights', type=pathlib.Path, default=None,
@@ -270,7 +277,7 @@ def get_args_parser():
 def main(args):
     try:
         run(args)
-    except (InferError, FileNotFoundError, CaffeError) as e:
+    except (InferError, OSError, CaffeError) as e:  # OSError: unwritable --out, bad palette
         print(f'error: {e}', file=sys.stderr)
         return 2
     return 0

@@ -13,6 +13,7 @@ Everything a stage writes lives in <out>/<model>/: snapshot/train_iter_N.*, trai
 caffemodel exists is done; one with snapshots resumes from the newest.
 """
 import csv
+import io
 import logging
 import os
 import pathlib
@@ -43,14 +44,27 @@ def final_weights(out_root, model_id):
 
 
 def missing_datasets(model_id):
-    """How-to messages for each dataset the model reads that is not there."""
+    """How-to messages for each dataset the model reads that is not there, and for each
+    split list its train and test layers read that its folder lacks."""
+    spec = DATASETS[MODELS[model_id]['dataset']]
     messages = []
-    for name in DATASETS[MODELS[model_id]['dataset']]['requires']:
+    for name in spec['requires']:
         try:
             paths.dataset_dir(name)
         except paths.DatasetMissingError as e:
             messages.append(str(e))
-    return messages
+    return messages or [m for phase in ('train', 'val') for m in _missing_split(spec, phase)]
+
+
+def _missing_split(spec, phase):
+    import importlib
+    layer_name, split = spec[phase]
+    layer = getattr(importlib.import_module(spec['module']), layer_name)
+    dataset = spec['extra'].get('dataset', layer.dataset)
+    path = paths.dataset_dir(dataset) / layer.split_file.format(split=split)
+    if path.is_file():
+        return []
+    return [f'the {phase} split list: {paths.incomplete_message(dataset, path)}']
 
 
 def check_datasets(model_id):
@@ -171,14 +185,18 @@ def _record_run(folder, model_id, rounds, step):
 
 
 def _append_scores(path, iteration, results):
-    new = not path.exists()
-    with open(path, 'a', newline='') as f:
-        writer = csv.writer(f)
-        if new:
-            writer.writerow(SCORE_FIELDS)
-        for head, m in results:
-            writer.writerow([iteration, head, m.loss, m.pixel_accuracy, m.mean_accuracy,
-                             m.mean_iu, m.fw_iu])
+    """Add this round's rows to scores.csv, dropping rows of this or later iterations that a
+    run interrupted between scoring and snapshot left (the round is redone on resume)."""
+    rows = []
+    if path.exists():
+        with open(path, newline='') as f:
+            rows = [r for r in csv.reader(f)][1:]
+        rows = [r for r in rows if int(r[0]) < iteration]
+    rows += [[iteration, head, m.loss, m.pixel_accuracy, m.mean_accuracy, m.mean_iu, m.fw_iu]
+             for head, m in results]
+    text = io.StringIO(newline='')
+    csv.writer(text).writerows([SCORE_FIELDS] + rows)
+    formats.atomic_write(path, text.getvalue().encode())
 
 
 def _plot(folder):

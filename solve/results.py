@@ -56,9 +56,10 @@ def default_weights(model_id, root=None):
     trained = trained_weights(model_id, root)
     if trained.is_file():
         return trained
+    target = 'demo' if model_id.startswith('demo-') else model_id  # make demo trains them
     raise FileNotFoundError(
         f'no weights for {model_id}. Released: {why.rstrip(".")}. Trained: {trained} does '
-        f'not exist; train it (make {model_id}), set FCN_OUT to the output root that holds '
+        f'not exist; train it (make {target}), set FCN_OUT to the output root that holds '
         f'it, or pass --weights.')
 
 

@@ -183,12 +183,20 @@ def evaluate(net, num_images, score_blob='score', label_blob='label', loss_blob=
         if has_loss:
             loss_sum += float(np.sum(net.blobs[loss_blob].data))
         if save_dir is not None:
+            _check_one_map(prediction, score_blob)
             vis.save_label_png(os.path.join(save_dir, f'{ids[i]}.png'), prediction[0], palette)
         if bar:
             bar.update(i + 1)
     mean_loss = loss_sum / num_images if has_loss else None
     metrics = dataclasses.replace(confusion.compute(present_only), loss=mean_loss)
     return metrics, mean_loss, confusion
+
+
+def _check_one_map(prediction, score_blob):
+    if prediction.ndim != 3 or prediction.shape[0] != 1:
+        raise ValueError(f'save_dir writes one label map per forward, but {score_blob} gives '
+                         f'predictions of shape {prediction.shape}; save from a batch-1 '
+                         f'segmentation net (N x C x H x W with N = 1)')
 
 
 def _check_evaluate_args(net, num_images, blob_names, save_dir, ids):

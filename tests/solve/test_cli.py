@@ -39,6 +39,43 @@ def test_missing_previous_stage(empty, capsys):
     assert _main(['--only', '--out', str(empty / 'out')], 'voc-fcn16s') == 2
     err = capsys.readouterr().err
     assert 'voc-fcn32s/voc-fcn32s.caffemodel is missing' in err and '--init' in err
+    # the empty folders are not datasets: each split list the nets read is named
+    assert 'sbdd/dataset/train.txt is missing, so dataset "sbdd"' in err
+    assert 'ImageSets/Segmentation/seg11valid.txt is missing' in err
+    assert not (empty / 'out').exists()
+
+
+def test_missing_init_file(empty, capsys):
+    (empty / 'data' / 'demo' / 'voc').mkdir(parents=True)
+    assert _main(['--init', str(empty / 'none.caffemodel'), '--out', str(empty / 'out')],
+                 'demo-fcn16s') == 2
+    assert f'--init {empty / "none.caffemodel"}: no such file' in capsys.readouterr().err
+    assert not (empty / 'out').exists()
+
+
+def test_demo_models_without_their_data_point_to_make_demo(empty, capsys):
+    assert _main(['--out', str(empty / 'out')], 'demo-fcn8s') == 2
+    err = capsys.readouterr().err
+    assert 'dataset "demo_classes" not found' in err and 'dataset "demo_voc" not found' in err
+    assert '`make demo` generates it' in err and 'Traceback' not in err
+
+
+def test_output_root_that_is_a_file(empty, capsys):
+    """An unusable --out is an error message, not a traceback."""
+    from solve import demo_data
+    demo_data.make_classification_set(empty / 'data' / 'demo' / 'classes', n_per_class=1,
+                                      n_val_per_class=1)
+    (empty / 'file').write_text('')
+    assert _main(['--out', str(empty / 'file'), '--iterations', '1'], 'demo-classifier') == 2
+    assert capsys.readouterr().err.startswith('error: ')
+
+
+def test_gpu_without_cuda(empty, capsys):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip('a GPU is visible')
+    assert _main(['--gpu', '0', '--out', str(empty / 'out')], 'demo-fcn8s') == 2
+    assert 'error: --gpu 0:' in capsys.readouterr().err
 
 
 def test_schedule_cuts_iterations_into_recipe_steps():
@@ -48,6 +85,8 @@ def test_schedule_cuts_iterations_into_recipe_steps():
     assert cli.schedule('voc-fcn32s', 50) == (1, 50)
     assert cli.schedule('voc-fcn32s', 10, step=4) == (3, 4)
     assert cli.schedule('voc-fcn32s', None, step=8000) == (13, 8000)
+    with pytest.raises(SystemExit):
+        cli.get_args_parser('voc-fcn32s').parse_args(['--iterations', '-5'])
 
 
 def test_every_model_has_an_entry_point_and_a_make_target():

@@ -191,3 +191,20 @@ def test_help_needs_no_data(capsys):
         infer.get_args_parser().parse_args(['--help'])
     assert exit_.value.code == 0
     assert 'python -m solve.infer --model voc-fcn8s' in capsys.readouterr().out
+
+
+def test_inputs_are_prepared_as_the_data_layer_prepares_them(tmp_path, monkeypatch):
+    """For every dataset with a plain 'data' top, infer's input equals the test data layer's
+    top for the same file: mean and the demo's scale (1/64) included."""
+    from dataset_fixtures import data_net, set_dataset_env
+    from nets.datasets import DATASETS
+    from solve import demo_data
+    root = demo_data.make_segmentation_set(tmp_path / 'demo', n_train=1, n_val=1, size=24)
+    set_dataset_env(monkeypatch, demo_voc=root)
+    spec = DATASETS['demo_voc']
+    param_str = str(dict(split='val', randomize=False, **spec['extra']))
+    net = data_net(tmp_path, spec['module'], spec['val'][0], param_str, ['data', 'label'])
+    image = root / 'JPEGImages' / 'demo_val_0000.jpg'
+    prepared = infer.preparers('demo_voc')['data'](image)
+    np.testing.assert_allclose(prepared, net.forward()['data'][0], rtol=1e-6, atol=1e-6)
+    assert abs(prepared).max() < 4  # scaled: raw BGR minus the mean reaches ~100

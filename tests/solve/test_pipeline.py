@@ -90,6 +90,8 @@ def test_killed_stage_resumes_and_finished_stages_are_skipped(tiny_demo):
     written = files(out)
     assert _main(['--out', str(out)] + QUICK, 'demo-fcn16s') == 0
     assert files(out) == written  # every stage done: nothing runs, nothing is rewritten
+    assert _main(['--out', str(out), '--iterations', '6', '--no-progress'], 'demo-fcn16s') == 2
+    assert files(out) == written  # another schedule is refused, not skipped or mixed
 
 
 def test_surgery_carries_the_classifier_into_fcn32s(tiny_demo):
@@ -129,7 +131,7 @@ def test_demo_prints_the_table_and_writes_overlay_and_curves(tiny_demo, capsys):
     assert 'held-out accuracy' in printed
     first = (tiny_demo / 'data' / 'demo' / 'voc' / 'ImageSets' / 'Segmentation' /
              'val.txt').read_text().split()[0]
-    with Image.open(out / 'example' / f'{first}_overlay.png') as overlay:
+    with Image.open(out / 'demo-example' / f'{first}_overlay.png') as overlay:
         assert overlay.format == 'PNG' and overlay.size == (64, 64)
     for stage in ('demo-classifier',) + demo.STAGES:
         assert (out / stage / 'curves.png').is_file()
@@ -140,8 +142,21 @@ def test_demo_refuses_data_of_another_seed(tiny_demo, capsys):
     out = tiny_demo / 'demo'
     assert demo.main(demo.get_args_parser().parse_args(['--out', str(out)])) == 2
     err = capsys.readouterr().err
-    assert 'holds a set drawn with --seed 3, not --seed 0' in err and '--out' in err
+    assert 'holds a set drawn with --seed 3, not --seed 0' in err and 'FCN_DATA' in err
     assert not out.exists()
+
+
+def test_scores_of_a_redone_round_replace_the_old_ones(tmp_path):
+    """A run killed between scoring and snapshot redoes the round: its rows are not doubled."""
+    from solve import loop, score
+    path = tmp_path / 'scores.csv'
+    metrics = [score.SegMetrics(*[k / 10] * 4, *[np.zeros(1)] * 3, ('x',), loss=k)
+               for k in range(4)]
+    for iteration, m in ((2, metrics[0]), (4, metrics[1]), (4, metrics[2]), (6, metrics[3])):
+        loop._append_scores(path, iteration, [('score', m)])
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    assert [(r['iteration'], r['loss']) for r in rows] == [('2', '0'), ('4', '2'), ('6', '3')]
 
 
 def test_check_names_each_failure(tmp_path):
