@@ -88,20 +88,37 @@ def read_solver(path):
 
 
 def atomic_write(path, data):
-    """Write `data` (bytes) to `path` so that readers see the old or the new file only."""
+    """Write `data` (bytes) to `path` so that readers see the old or the new file only. The
+    file gets the mode a plain open() would give (0666 less the umask); an OSError names
+    `path`, not the temporary file beside it."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', dir=folder)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', dir=folder)
         with os.fdopen(fd, 'wb') as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as e:
+        _remove(tmp)
+        raise type(e)(e.errno, f'cannot write {path}: {e.strerror}') from None
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _remove(tmp)
         raise
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _remove(tmp):
+    if tmp and os.path.exists(tmp):
+        os.unlink(tmp)
 
 
 def _read_bytes(path):

@@ -9,6 +9,7 @@ import sys
 
 from caffe_torch import formats
 from nets.classifiers import CLASSIFIERS
+from nets.datasets import DATASETS
 from nets.models import MODELS
 from nets.solvers import solver_text
 
@@ -42,9 +43,28 @@ def readme(model_id, spec):
             f'(data_layers/), located by FCN_DATA.\n'
             f'- Initialised from: {spec["init"]}.\n'
             f'- Solver: {recipe} ({origin}).\n'
+            f'{_input_words(spec)}'
             f'- Expected: {spec["expected"]}.\n'
             f'- Files: train.prototxt, val.prototxt (test split, sequential), '
-            f'deploy.prototxt (Input, no Dropout, no loss), solver.prototxt.\n')
+            f'deploy.prototxt ({_deploy_words(spec)}), solver.prototxt.\n')
+
+
+def _input_words(spec):
+    """A line on inputs that differ from the paper's (scaled, batched), else nothing."""
+    extra = DATASETS[spec['dataset']]['extra']
+    words = []
+    if extra.get('scale', 1) != 1:
+        words.append(f'BGR minus the mean, times {extra["scale"]:g} (the data layer\'s '
+                     f'scale; solve.infer does the same)')
+    if extra.get('batch_size', 1) != 1:
+        words.append(f'batches of {extra["batch_size"]} images')
+    return f'- Input: {"; ".join(words)}.\n' if words else ''
+
+
+def _deploy_words(spec):
+    if spec.get('task') == 'classification':
+        return 'Input, ending in prob; its Dropout layers are the identity in TEST'
+    return 'Input, no Dropout, no loss'
 
 
 def _solver_words(spec):

@@ -55,6 +55,15 @@ def pascalcontext_names():
     return ('background', *names)
 
 
+BACKGROUND = {'voc', 'pascalcontext', 'demo_voc'}   # label 0 is background, not a class
+
+
+def has_background(dataset):
+    """Whether label 0 of `dataset` is background (VOC's convention), which overlays leave
+    uncoloured; NYUD's 0 is wall, SIFT Flow's 0 awning (sem) and sky (geo)."""
+    return dataset in BACKGROUND
+
+
 def class_names(dataset, head=None):
     """Names by label value for `dataset` (a nets.datasets key); SIFT Flow's `head` is
     'sem' or 'geo' (an output blob name such as score_geo works too)."""

@@ -8,7 +8,8 @@ Reads the lines the training loop writes to <out>/<model>/train.log:
 (the first as Caffe's solver displays it, smoothed over average_loss iterations; the second
 as fcn's seg_tests prints each of loss, overall accuracy, mean accuracy, mean IU, fwavacc).
 When one round scores several heads (SIFT Flow's sem, then geo), the k-th line of a metric
-at one iteration belongs to the k-th test. The PNG has two panels: training loss on a log
+at one iteration belongs to the k-th test; a resumed run's lines replace those the earlier
+run logged after the point it resumed from. The PNG has two panels: training loss on a log
 scale, and pixel accuracy, mean accuracy, mean IU and f.w. IU in percent.
 """
 import argparse
@@ -47,7 +48,9 @@ class Curves:
 
 
 def parse_log(path):
-    """The curves in the train.log at `path`."""
+    """The curves in the train.log at `path`. A run resumed into the same log (training
+    lines going back to iteration i) supersedes what the earlier run logged after i: its
+    loss from i on and its scores after i, so a redone round is counted once."""
     train_loss, scores = [], collections.defaultdict(list)
     seen = collections.Counter()  # (iteration, metric) -> lines so far: the test index
     with open(path, encoding='utf-8', errors='replace') as f:
@@ -61,8 +64,23 @@ def parse_log(path):
                 continue
             match = TRAIN_LOSS.search(line)
             if match:
-                train_loss.append((int(match[1]), float(match[2])))
-    return Curves(train_loss, dict(scores))
+                iteration = int(match[1])
+                if train_loss and iteration <= train_loss[-1][0]:
+                    train_loss, scores, seen = _restart(train_loss, scores, iteration)
+                train_loss.append((iteration, float(match[2])))
+    return Curves(train_loss, {k: v for k, v in scores.items() if v})
+
+
+def _restart(train_loss, scores, iteration):
+    """What stands of an earlier run when a resumed one logs `iteration` again."""
+    kept = collections.defaultdict(list)
+    for key, series in scores.items():
+        kept[key] = [(i, v) for i, v in series if i <= iteration]
+    seen = collections.Counter()
+    for (test, metric), series in kept.items():
+        for i, _ in series:
+            seen[i, metric] = max(seen[i, metric], test + 1)
+    return [(i, v) for i, v in train_loss if i < iteration], kept, seen
 
 
 def figure(curves, title):
@@ -76,7 +94,8 @@ def figure(curves, title):
     loss_ax, score_ax = fig.subplots(1, 2)
     positive = [(i, v) for i, v in curves.train_loss if v > 0]
     if positive:
-        loss_ax.plot(*zip(*positive), lw=1, color='tab:blue')
+        loss_ax.plot(*zip(*positive), lw=1, color='tab:blue',
+                     marker='o' if len(positive) < 3 else None, ms=3)
         loss_ax.set_yscale('log')
     _empty_note(loss_ax, positive, 'no "Iteration N ..., loss = X" lines yet')
     loss_ax.set(title='training loss', xlabel='iteration', ylabel='loss (log scale)')
@@ -142,7 +161,7 @@ def main(args):
     try:
         log, png = resolve(args.log, args.out)
         curves = plot_curves(log, png)
-    except (FileNotFoundError, ImportError) as e:
+    except (OSError, ImportError) as e:  # OSError: no log, an unwritable --out
         print(f'error: {e}', file=sys.stderr)
         return 2
     last = curves.scores.get((0, 'mean IU'), [])

@@ -55,6 +55,9 @@ def read_image(path, rgb=True):
             return np.array(im.convert('RGB') if rgb else im, dtype=np.float32)
     except OSError as e:  # missing, unreadable or not an image
         raise InferError(f'cannot read the image {path}: {e}') from None
+    except Image.DecompressionBombError as e:
+        raise InferError(f'{path}: {e} Pillow refuses it as a possible decompression bomb; '
+                         f'downscale the image first') from None
 
 
 def read_rgb(path):
@@ -170,23 +173,26 @@ def head_suffix(head, heads):
 
 def make_palette(spec, dataset):
     """--palette: a nets.datasets key (the VOC colour map for its class count, as the
-    reference's vis.make_palette) or a paletted PNG whose colours to copy."""
+    reference's vis.make_palette; shifted by one where label 0 is a class, not background,
+    so that it is not black) or a paletted PNG whose colours to copy."""
     if spec == 'dataset' or spec in DATASETS:
         name = dataset if spec == 'dataset' else spec
-        count = max(np.atleast_1d(DATASETS[name]['classes']))
-        return vis.make_palette(int(count))
+        count = int(max(np.atleast_1d(DATASETS[name]['classes'])))
+        if classes.has_background(name):
+            return vis.make_palette(count)
+        return vis.make_palette(count + 1)[1:]  # label 0 is a class: VOC's black skipped
     with Image.open(spec) as im:
         if im.mode != 'P':
             raise InferError(f'--palette {spec}: not a paletted (mode P) PNG, but mode {im.mode}')
         return np.array(im.getpalette(), dtype=np.uint8).reshape(-1, 3)[:vis.PALETTE_SIZE]
 
 
-def save_outputs(folder, image_id, rgb, labels, palette):
+def save_outputs(folder, image_id, rgb, labels, palette, background=0):
     for head, seg in labels.items():
         stem = folder / f'{image_id}{head_suffix(head, labels)}'
         vis.save_label_png(f'{stem}.png', seg, palette)
         buffer = io.BytesIO()
-        overlay = vis.vis_seg(rgb.astype(np.uint8), seg, palette)
+        overlay = vis.vis_seg(rgb.astype(np.uint8), seg, palette, background=background)
         Image.fromarray(overlay).save(buffer, format='PNG')
         atomic_write(f'{stem}_overlay.png', buffer.getvalue())
 
@@ -233,7 +239,8 @@ def run(args):
         if len(set(sizes.values())) > 1:
             raise InferError(f'{image}: inputs differ in size (H, W): {sizes}')
         labels = segment(net, arrays)
-        save_outputs(args.out, image.stem, read_rgb(image), labels, palette)
+        save_outputs(args.out, image.stem, read_rgb(image), labels, palette,
+                     background=0 if classes.has_background(dataset) else None)
         if args.histogram:
             report += histogram_lines(image.stem, labels, dataset)
         bar.update(done)

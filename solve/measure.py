@@ -44,6 +44,11 @@ def from_scores(model_id, root=None):
         needs = results.training_needs(model_id, root) or {
             'training': f'{model_id} has everything it needs but no scores.csv under '
                         f'{results.stage_dir(model_id, root)} yet: make {model_id}'}
+        released, _ = results.released_weights(model_id)
+        if released:
+            needs['or --evaluate'] = (f'the released {released.name} is present: `python -m '
+                                      f'solve.tables --evaluate --weights-from released` '
+                                      f'scores it on the test split (needs the datasets)')
         return Measured(needs=needs)
     main = last.get('sem') or last.get('') or next(iter(last.values()))
     values = {k: 100 * main[k] for k in METRICS if main.get(k) is not None}
@@ -89,12 +94,17 @@ def pick_weights(model_id, use, root=None):
     return None, needs
 
 
-def evaluate(model_id, use='auto', root=None, limit=None):
-    """Score weights on the model's test split with its val.prototxt (percent)."""
+def evaluate(model_id, use='auto', root=None, limit=None, weights=None):
+    """Score weights on the model's test split with its val.prototxt (percent): `weights`
+    (a caffemodel, e.g. a snapshot) if given, else those `use` picks."""
     spec = MODELS[model_id]
     needs = results.missing_datasets(results.eval_datasets(spec['dataset']))
     needs = {f'dataset {k}': v for k, v in needs.items()}
-    weights, why = pick_weights(model_id, use, root)
+    if weights is not None:
+        weights, why = ((weights, f'weights {weights}') if weights.is_file() else
+                        (None, {f'weights {weights.name}': f'{weights} does not exist'}))
+    else:
+        weights, why = pick_weights(model_id, use, root)
     if weights is None:
         needs.update(why)
     if needs:

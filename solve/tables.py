@@ -5,7 +5,8 @@ sources; values the fact sheet could not confirm carry a dagger) and a line "our
 
     scores      by default the last row of <out>/<model>/scores.csv written by the training
                 loop; with --evaluate, a fresh evaluation on the test split of the trained
-                weights, else the released caffemodel (--weights-from picks)
+                weights, else the released caffemodel (--weights-from picks); with
+                --weights MODEL=CAFFEMODEL, of that file (a snapshot, say)
     structure   Table 1's depth, parameters, receptive field and stride, from nets.analysis
     timing      Table 1's forward time (and Table 3's inference time): median 500x500
                 forwards on this machine, named under the table (--no-timing skips it)
@@ -25,7 +26,7 @@ from caffe_torch.backend import caffe
 from caffe_torch.errors import CaffeError
 from caffe_torch.formats import atomic_write
 from solve import measure, results
-from solve.console import HelpFormatter
+from solve.console import HelpFormatter, positive_int
 
 PAPER = pathlib.Path(__file__).with_name('paper_tables.json')
 INTEGER = ('conv_layers', 'receptive_field', 'max_stride')
@@ -36,6 +37,7 @@ EXAMPLES = """examples:
   python -m solve.tables --format csv --output tables.csv
   python -m solve.tables --evaluate --tables 2 --weights-from released --gpu 0
   python -m solve.tables --tables 1 --no-timing   # structure only, in seconds
+  python -m solve.tables --tables 2 --weights voc-fcn8s=out/voc-fcn8s/snapshot/train_iter_8000.caffemodel
 """
 
 
@@ -79,13 +81,23 @@ class Measurements:
 
     def __init__(self, opts):
         self.opts = opts
-        self._structure, self._timing = {}, {}
+        self._structure, self._timing, self._scores = {}, {}, {}
 
     def scores(self, model):
+        """--weights MODEL=PATH scores that file; --evaluate the trained or released
+        weights; else the training loop's scores.csv."""
         o = self.opts
-        if o.evaluate:
-            return measure.evaluate(model, o.weights_from, o.out_root, o.limit)
-        return measure.from_scores(model, o.out_root)
+        if model not in self._scores:
+            given = dict(getattr(o, 'weights', None) or ())
+            if model in given:
+                self._scores[model] = measure.evaluate(model, root=o.out_root, limit=o.limit,
+                                                       weights=given[model])
+            elif o.evaluate:
+                self._scores[model] = measure.evaluate(model, o.weights_from, o.out_root,
+                                                       o.limit)
+            else:
+                self._scores[model] = measure.from_scores(model, o.out_root)
+        return self._scores[model]
 
     def structure(self, model, classifier):
         if model not in self._structure:
@@ -211,9 +223,10 @@ def markdown(paper, built, device=None):
     return '\n'.join(out)
 
 
-def csv_text(paper, built):
+def csv_text(paper, built, device=None):
     """One record per number (table, net, numbers, metric); a line with nothing measured
-    gets one record whose last field says what it needs and how to get it."""
+    gets one record whose last field says what it needs and how to get it. Timings name
+    the `device` they ran on."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator='\n')
     writer.writerow(CSV_HEADER)
@@ -225,10 +238,24 @@ def csv_text(paper, built):
             for key in keys:
                 value = line.values.get(key, '')
                 exact = round(value, 6) if isinstance(value, float) else value
+                timed = line.numbers.startswith('ours') and device and key in ('forward_ms',
+                                                                              'inference')
                 writer.writerow([table['id'], line.net, line.model or '', line.numbers, key,
                                  exact, cell(key, value, line) if key else '',
-                                 'yes' if key in line.unverified else '', text])
+                                 'yes' if key in line.unverified else '',
+                                 f'{text}; timed on {device}' if timed else text])
     return buffer.getvalue()
+
+
+def model_weights(text):
+    """argparse type: MODEL=CAFFEMODEL -> (model, path)."""
+    from nets.models import MODELS
+    model, sep, path = text.partition('=')
+    if not sep or model not in MODELS or not path:
+        raise argparse.ArgumentTypeError(
+            f'expected MODEL=CAFFEMODEL with a model of nets/models.py, e.g. voc-fcn32s='
+            f'out/voc-fcn32s/snapshot/train_iter_4000.caffemodel; got {text!r}')
+    return model, pathlib.Path(path)
 
 
 def parse_tables(text):
@@ -251,7 +278,11 @@ def get_args_parser():
     parser.add_argument('--weights-from', choices=('auto', 'trained', 'released'),
                         default='auto', help='with --evaluate: auto = trained if present, '
                                              'else the released caffemodel')
-    parser.add_argument('--limit', type=int, default=None, metavar='N',
+    parser.add_argument('--weights', type=model_weights, action='append', default=[],
+                        metavar='MODEL=CAFFEMODEL',
+                        help='score this file for MODEL (a snapshot, say) on the test split; '
+                             'repeatable')
+    parser.add_argument('--limit', type=positive_int, default=None, metavar='N',
                         help='with --evaluate: score only the first N test images (the '
                              'status says so); None: the whole split')
     parser.add_argument('--tables', type=parse_tables, default=None, metavar='IDS',
@@ -262,8 +293,10 @@ def get_args_parser():
                         help='file to write; None: standard output')
     parser.add_argument('--no-timing', dest='timing', action='store_false',
                         help='skip the forward-time measurements (Tables 1 and 3)')
-    parser.add_argument('--repeat', type=int, default=3, help='timed forwards per net')
-    parser.add_argument('--size', type=int, default=500, help='timed input side, pixels')
+    parser.add_argument('--repeat', type=positive_int, default=3,
+                        help='timed forwards per net')
+    parser.add_argument('--size', type=positive_int, default=500,
+                        help='timed input side, pixels')
     parser.add_argument('--gpu', type=int, default=None, metavar='N',
                         help='CUDA device for timing and --evaluate; None: the CPU')
     parser.add_argument('--paper', type=pathlib.Path, default=PAPER,
@@ -284,17 +317,17 @@ def main(args):
         built = build(paper, args)
         device = (f'{measure.device_label()}; median of {args.repeat} forwards of '
                   f'{args.size}x{args.size} after a warm-up') if args.timing else None
-        text = csv_text(paper, built) if args.format == 'csv' else markdown(paper, built,
-                                                                            device)
+        text = (csv_text(paper, built, device) if args.format == 'csv' else
+                markdown(paper, built, device))
+        if args.output:
+            atomic_write(args.output, text.encode('utf-8'))
+            print(f'wrote {args.output}', file=sys.stderr)
+        else:
+            sys.stdout.write(text)
     except (OSError, json.JSONDecodeError, PaperTablesError, results.ResultsError,
             CaffeError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
-    if args.output:
-        atomic_write(args.output, text.encode('utf-8'))
-        print(f'wrote {args.output}', file=sys.stderr)
-    else:
-        sys.stdout.write(text)
     return 0
 
 

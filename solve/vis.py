@@ -49,11 +49,13 @@ def color_seg(seg, palette):
     return full_palette(palette)[_as_labels(seg)]
 
 
-def vis_seg(image, seg, palette, alpha=0.5):
+def vis_seg(image, seg, palette, alpha=0.5, background=0):
     """Overlay a segmentation on an RGB image (H, W, 3), as fcn's vis.vis_seg does.
 
-    Labelled pixels (seg > 0, void included) become (1 - alpha) * image + alpha * colour;
-    background keeps the image. The float result is truncated to uint8 like the reference.
+    Labelled pixels (seg != background, void included) become (1 - alpha) * image +
+    alpha * colour; background keeps the image (background None: every pixel is coloured,
+    for datasets whose label 0 is a class). The float result is truncated to uint8 like
+    the reference.
     """
     image = np.asarray(image)
     seg = _as_labels(seg)
@@ -61,7 +63,7 @@ def vis_seg(image, seg, palette, alpha=0.5):
         raise ValueError(f'vis_seg: image shape {image.shape} does not match the label map '
                          f'{seg.shape}; expected {seg.shape + (3,)}')
     vis = image.astype(np.float32)
-    mask = seg > 0
+    mask = seg != background if background is not None else np.ones(seg.shape, bool)
     vis[mask] *= 1. - alpha
     vis[mask] += alpha * full_palette(palette)[seg[mask]]
     return vis.astype(np.uint8)

@@ -47,6 +47,25 @@ def test_second_head_is_a_second_test(tmp_path):
                                                     (200, pytest.approx(0.31))]
 
 
+def test_a_resumed_run_replaces_the_redone_round(tmp_path):
+    """Killed after scoring 200 but before its snapshot, the run resumes from 100 into the
+    same log: the second 200 replaces the first, not a second test; loss is not doubled."""
+    first = tmp_path / 'first.log'
+    write_log(first, iterations=200, rounds=(100, 200), seed=1)
+    redo = tmp_path / 'redo.log'
+    redone = write_log(redo, iterations=300, rounds=(100, 200, 300), seed=2)
+    kept = [line for line in redo.read_text().splitlines()
+            if 'Iteration' not in line or int(line.split('Iteration ')[1].split()[0]) > 100]
+    log = tmp_path / 'train.log'
+    log.write_text(first.read_text() + '\n'.join(kept) + '\n')
+    parsed = curves.parse_log(log)
+    assert {test for test, _ in parsed.scores} == {0}
+    assert [it for it, _ in parsed.scores[0, 'mean IU']] == [100, 200, 300]
+    iterations = [it for it, _ in parsed.train_loss]
+    assert iterations == sorted(set(iterations)) == list(range(20, 301, 20))
+    assert dict(parsed.train_loss)[120] == redone[120]  # the resumed run's, from 120 on
+
+
 def test_plain_caffe_lines_and_nan(tmp_path):
     """Caffe's older 'Iteration N, loss = X' lines parse, and nan scores are kept."""
     (tmp_path / 'train.log').write_text(

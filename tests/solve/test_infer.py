@@ -208,3 +208,32 @@ def test_inputs_are_prepared_as_the_data_layer_prepares_them(tmp_path, monkeypat
     prepared = infer.preparers('demo_voc')['data'](image)
     np.testing.assert_allclose(prepared, net.forward()['data'][0], rtol=1e-6, atol=1e-6)
     assert abs(prepared).max() < 4  # scaled: raw BGR minus the mean reaches ~100
+
+
+def test_catch_an_image_too_large_for_pillow(tmp_path, capsys, monkeypatch):
+    """An image over Pillow's decompression-bomb limit is an error message, not a crash."""
+    weights = tiny_fcn(tmp_path / 'deploy.prototxt')
+    write_images(tmp_path / 'images', {'big.png': (8, 8)})
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 10)  # 64 pixels > 2 x 10
+    assert run(['--model', 'voc-fcn8s', '--net', str(tmp_path / 'deploy.prototxt'),
+                '--weights', str(weights), str(tmp_path / 'images'),
+                '--out', str(tmp_path / 'out')]) == 2
+    assert 'decompression bomb; downscale the image' in capsys.readouterr().err
+
+
+def test_overlay_colours_label_0_where_it_is_a_class(tmp_path):
+    """NYUD's label 0 is wall: coloured in the overlay, and not black in the label PNG's
+    palette; VOC's 0 is background: the overlay keeps the image there."""
+    rgb = np.full((2, 3, 3), 200, np.uint8)
+    seg = np.array([[0, 0, 1], [0, 1, 1]])
+    for dataset, changed in (('nyud', True), ('voc', False)):
+        palette = infer.make_palette('dataset', dataset)
+        out = tmp_path / dataset
+        out.mkdir()
+        infer.save_outputs(out, 'x', rgb, {'score': seg}, palette,
+                           background=0 if dataset == 'voc' else None)
+        overlay = np.array(Image.open(out / 'x_overlay.png'))
+        assert (overlay[0, 0] != 200).any() == changed
+        assert (overlay[0, 2] != 200).any()
+    assert tuple(infer.make_palette('dataset', 'nyud')[0]) == (128, 0, 0)
+    assert tuple(infer.make_palette('dataset', 'voc')[0]) == (0, 0, 0)

@@ -225,6 +225,57 @@ def test_evaluate_trained_weights(env, tmp_path, capsys, monkeypatch):
     assert 'trained weights, evaluated here, first 3 of 736 images' in ours
 
 
+def test_evaluate_a_snapshot_given_by_weights(env, tmp_path, capsys, monkeypatch):
+    """--weights MODEL=CAFFEMODEL scores that file (a snapshot of a stage still training)
+    without --evaluate; a missing file is named."""
+    fx.set_dataset_env(monkeypatch, voc=fx.make_voc(tmp_path / 'voc', sizes=(9, 10)))
+    monkeypatch.setattr(measure, 'NETS', tmp_path / 'nets')
+    tiny_val_net(tmp_path / 'nets' / 'voc-fcn16s' / 'val.prototxt')
+    caffe.set_random_seed(3)
+    net = caffe.Net(str(tmp_path / 'nets' / 'voc-fcn16s' / 'val.prototxt'), caffe.TEST)
+    snapshot = env / 'voc-fcn16s' / 'snapshot' / 'train_iter_8.caffemodel'
+    snapshot.parent.mkdir(parents=True)
+    net.save(str(snapshot))
+    expected, _, _ = score.evaluate(net, 2, progress=False)
+    code, out, _ = run(['--tables', '2', '--limit', '2', '--weights',
+                        f'voc-fcn16s={snapshot}', '--weights',
+                        f'voc-fcn8s={tmp_path / "none.caffemodel"}'], capsys)
+    assert code == 0
+    lines = table_lines(out, 2)
+    ours = [line for line in lines if 'ours (voc-fcn16s)' in line][0]
+    assert f'| {100 * expected.mean_iu:.2f} |' in ours and 'train_iter_8.caffemodel' in ours
+    eight = [line for line in lines if 'ours (voc-fcn8s)' in line][0]
+    assert 'needs weights none.caffemodel [' in eight
+    with pytest.raises(SystemExit):
+        tables.get_args_parser().parse_args(['--weights', 'no-such-model=x.caffemodel'])
+
+
+def test_released_weights_point_to_evaluate(env, capsys):
+    """Without scores but with a release on disk, the row says --evaluate would score it."""
+    from weights import manifest as mf
+    entry = next(e for e in mf.load().entries.values() if e.get('model') == 'voc-fcn8s')
+    path = mf.path_of(entry['name'])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, 'wb') as f:
+        f.truncate(entry.get('size') or 1)  # sparse: only the size is checked here
+    code, out, _ = run(['--tables', '2'], capsys)
+    ours = [line for line in table_lines(out, 2) if 'ours (voc-fcn8s)' in line][0]
+    assert 'or --evaluate [' in ours
+    assert '--evaluate --weights-from released` scores it' in out
+
+
+def test_csv_timings_name_the_machine(env, capsys, monkeypatch):
+    monkeypatch.setattr(measure, 'forward_ms', lambda model, size, repeat: 123.4)
+    code, out, _ = run(['--tables', '3', '--repeat', '1', '--format', 'csv'], capsys)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    timed = [r for r in rows if r['metric'] == 'inference' and r['numbers'].startswith('ours')]
+    assert timed and all('timed on CPU' in r['source_or_status'] or 'timed on GPU' in
+                         r['source_or_status'] for r in timed)
+    published = [r for r in rows if r['metric'] == 'inference' and r['numbers'].startswith(
+        'paper')]
+    assert published and not any('timed on' in r['source_or_status'] for r in published)
+
+
 def test_evaluate_names_the_test_data_only(env, capsys):
     """--evaluate without data asks for the test split's dataset (voc), not the training
     set, and for trained or released weights."""
