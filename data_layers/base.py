@@ -219,8 +219,7 @@ class SegDataLayer(caffe.Layer):
     def load_image(self, sample_id):
         """3 x H x W float32: the 'data' file as BGR minus the mean (times a 'scale' key's
         value, where the layer has one)."""
-        image = self.bgr_minus_mean(self.read_rgb('data', sample_id), self.mean_bgr)
-        return image * self.scale if self.scale != 1 else image
+        return self.bgr_minus_mean(self.read_rgb('data', sample_id), self.mean_bgr, self.scale)
 
     def load_label(self, sample_id):
         raise NotImplementedError(f'{type(self).__name__} defines no load_label')
@@ -304,9 +303,11 @@ class SegDataLayer(caffe.Layer):
 
     # -- conversions and checks -------------------------------------------------------------
     @staticmethod
-    def bgr_minus_mean(rgb, mean):
-        """H x W x 3 RGB float32 -> 3 x H x W BGR minus `mean` (BGR)."""
-        return (rgb[:, :, ::-1] - mean).transpose(2, 0, 1)
+    def bgr_minus_mean(rgb, mean, scale=1):
+        """H x W x 3 RGB float32 -> 3 x H x W BGR minus `mean` (BGR), times `scale` after the
+        subtraction as Caffe's transform_param (skipped at 1: the values stay bit-exact)."""
+        image = (rgb[:, :, ::-1] - mean).transpose(2, 0, 1)
+        return image * np.float32(scale) if scale != 1 else image
 
     def as_uint8(self, raw, top, sample_id):
         """An H x W label array cast to uint8, refusing values the cast would wrap."""

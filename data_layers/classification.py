@@ -103,5 +103,4 @@ class ClassificationDataLayer(SegDataLayer):
         if array.ndim != 3 or array.shape[2] != 3:
             raise BadDataError(f'{self.where}: the image {self.file("data", sample_id)} has '
                                f'shape {array.shape}; expected an RGB or grey image')
-        image = self.bgr_minus_mean(array, self.mean_bgr)
-        return image * self.scale if self.scale != 1 else image
+        return self.bgr_minus_mean(array, self.mean_bgr, self.scale)

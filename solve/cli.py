@@ -12,7 +12,7 @@ import os
 import sys
 
 from solve import loop, stages
-from solve.console import positive_int
+from solve.console import GPUError, positive_int, use_gpu
 
 EPILOG = '''examples:
   python solve/voc_fcn8s.py                        # convert VGG16, then 32s, 16s, 8s
@@ -167,7 +167,7 @@ def main(args, model_id=None):
     args.out = args.out or loop.default_out()
     try:
         if args.gpu is not None:  # under torchrun, each process takes its local rank's GPU
-            _use_gpu(caffe, args.gpu + int(os.environ.get('LOCAL_RANK', '0')))
+            use_gpu(args.gpu + int(os.environ.get('LOCAL_RANK', '0')))
         caffe.set_fast_math(args.fast_math)
         parallel.init_from_env()
         run_stages(model_id, args)
@@ -176,18 +176,6 @@ def main(args, model_id=None):
         print(f'error: {str(e).strip(chr(39))}', file=sys.stderr)
         return 2
     return 0
-
-
-def _use_gpu(caffe, device):
-    try:
-        caffe.set_device(device)
-        caffe.set_mode_gpu()
-    except (RuntimeError, ValueError) as e:  # no CUDA build or device, or no such id
-        raise GPUError(f'--gpu {device}: {e}') from None
-
-
-class GPUError(RuntimeError):
-    """The GPU asked for is not there."""
 
 
 def run(model_id):

@@ -12,6 +12,20 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
         return action.help if action.nargs == 0 else super()._get_help_string(action)
 
 
+class GPUError(RuntimeError):
+    """The GPU a --gpu option names is not there."""
+
+
+def use_gpu(device):
+    """Caffe's GPU mode on `device`, or GPUError saying why not (no CUDA, no such id)."""
+    from caffe_torch.backend import caffe
+    try:
+        caffe.set_device(device)
+        caffe.set_mode_gpu()
+    except (RuntimeError, ValueError) as e:
+        raise GPUError(f'--gpu {device}: {e}') from None
+
+
 def positive_int(text):
     """argparse type: an int > 0 (iterations, steps)."""
     try:

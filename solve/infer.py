@@ -31,7 +31,7 @@ from nets.datasets import DATASETS
 from nets.generate import NETS
 from nets.models import MODELS
 from solve import classes, results, vis
-from solve.console import HelpFormatter, ProgressBar
+from solve.console import GPUError, HelpFormatter, ProgressBar, use_gpu
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.pgm', '.tif', '.tiff', '.webp')
 EXAMPLES = """examples:
@@ -66,10 +66,7 @@ def read_rgb(path):
 
 def _bgr(mean, scale=1.0):
     """As the data layers: BGR minus the mean, times the layer's 'scale' (the demo's)."""
-    def prepare(path):
-        image = SegDataLayer.bgr_minus_mean(read_rgb(path), np.float32(mean))
-        return image * np.float32(scale) if scale != 1 else image
-    return prepare
+    return lambda path: SegDataLayer.bgr_minus_mean(read_rgb(path), np.float32(mean), scale)
 
 
 def _hha(path):
@@ -212,11 +209,7 @@ def load_net(args, model_id):
     if not pathlib.Path(weights).is_file():
         raise FileNotFoundError(f'--weights {weights} does not exist')
     if args.gpu is not None:
-        try:
-            caffe.set_device(args.gpu)
-            caffe.set_mode_gpu()
-        except (RuntimeError, ValueError) as e:  # no CUDA, or no such device
-            raise InferError(f'--gpu {args.gpu}: {e}') from None
+        use_gpu(args.gpu)
     print(f'net {net_path}\nweights {weights}', file=sys.stderr)
     return caffe.Net(str(net_path), caffe.TEST, weights=str(weights))
 
@@ -284,7 +277,7 @@ def get_args_parser():
 def main(args):
     try:
         run(args)
-    except (InferError, OSError, CaffeError) as e:  # OSError: unwritable --out, bad palette
+    except (InferError, OSError, CaffeError, GPUError) as e:  # OSError: unwritable --out, bad palette
         print(f'error: {e}', file=sys.stderr)
         return 2
     return 0

@@ -22,11 +22,10 @@ import json
 import pathlib
 import sys
 
-from caffe_torch.backend import caffe
 from caffe_torch.errors import CaffeError
 from caffe_torch.formats import atomic_write
 from solve import measure, results
-from solve.console import HelpFormatter, positive_int
+from solve.console import GPUError, HelpFormatter, positive_int, use_gpu
 
 PAPER = pathlib.Path(__file__).with_name('paper_tables.json')
 INTEGER = ('conv_layers', 'receptive_field', 'max_stride')
@@ -307,12 +306,7 @@ def get_args_parser():
 def main(args):
     try:
         if args.gpu is not None:
-            caffe.set_device(args.gpu)
-            caffe.set_mode_gpu()
-    except (RuntimeError, ValueError) as e:
-        print(f'error: --gpu {args.gpu}: {e}', file=sys.stderr)
-        return 2
-    try:
+            use_gpu(args.gpu)
         paper = load_paper(args.paper)
         built = build(paper, args)
         device = (f'{measure.device_label()}; median of {args.repeat} forwards of '
@@ -325,7 +319,7 @@ def main(args):
         else:
             sys.stdout.write(text)
     except (OSError, json.JSONDecodeError, PaperTablesError, results.ResultsError,
-            CaffeError) as e:
+            CaffeError, GPUError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     return 0

@@ -106,3 +106,22 @@ def test_help_needs_nothing(capsys):
         cli.get_args_parser('voc-fcn8s').parse_args(['--help'])
     assert exit_info.value.code == 0
     assert '--iterations' in capsys.readouterr().out
+
+
+def test_complete_datasets_pass_the_preflight(empty, monkeypatch):
+    """With every dataset present in its real layout (tiny), no model's preflight finds a
+    missing folder or split list: the checks look where the data layers read."""
+    import dataset_fixtures as fx
+    from solve import demo_data, loop
+    data = empty / 'data'
+    voc2010 = data / 'pascal' / 'VOC2010'
+    fx.make_pascal_context(voc2010, data / 'pascal-context')
+    fx.set_dataset_env(monkeypatch, voc=fx.make_voc(data / 'voc'),
+                       sbdd=fx.make_sbdd(data / 'sbdd'), nyud=fx.make_nyud(data / 'nyud'),
+                       siftflow=fx.make_siftflow(data / 'siftflow'), voc2010=voc2010,
+                       pascal_context=data / 'pascal-context',
+                       demo_voc=demo_data.make_segmentation_set(data / 'dv', 1, 1, size=8),
+                       demo_classes=demo_data.make_classification_set(data / 'dc', 1))
+    assert {m: loop.missing_datasets(m) for m in MODELS} == {m: [] for m in MODELS}
+    (data / 'voc' / 'ImageSets' / 'Segmentation' / 'seg11valid.txt').unlink()
+    assert 'seg11valid.txt is missing' in loop.missing_datasets('voc-fcn8s')[0]

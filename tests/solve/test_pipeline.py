@@ -79,7 +79,8 @@ def test_killed_stage_resumes_and_finished_stages_are_skipped(tiny_demo):
     assert _main(['--out', str(out)] + QUICK, 'demo-fcn16s') == 0
     assert classifier.stat().st_mtime_ns == before  # done: skipped
     log = (out / 'demo-fcn32s' / 'train.log').read_text()
-    assert 'transplanted the classifier' in log and '2 reshaped' in log  # fc6, fc7 weights
+    assert 'transplanted the classifier' in log
+    assert ' copied, 2 reshaped, ' in log  # the fc6 and fc7 weights
     assert 'resuming demo-fcn32s from' in log and 'train_iter_2.solverstate' in log
     assert scores(out, 'demo-fcn32s') == [(2, 'score'), (4, 'score')]  # round 2 only, once
     assert scores(out, 'demo-fcn16s') == [(2, 'score'), (4, 'score')]
