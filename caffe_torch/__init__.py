@@ -2,8 +2,10 @@
 
 Use it where pycaffe is used: `import caffe_torch as caffe`. The names below are pycaffe's.
 """
-from caffe_torch import io, logs  # noqa: F401
+from caffe_torch import coord_map, io, logs  # noqa: F401
+from caffe_torch.alias import install_as_caffe  # noqa: F401
 from caffe_torch.blob import Blob  # noqa: F401
+from caffe_torch.errors import CaffeError  # noqa: F401
 from caffe_torch.layer import Layer  # noqa: F401
 from caffe_torch.layer_factory import layer_type_list  # noqa: F401
 from caffe_torch.mode import (root_solver, set_device, set_fast_math,  # noqa: F401
@@ -19,4 +21,7 @@ from caffe_torch.sgd_solvers import (AdaDeltaSolver, AdaGradSolver,  # noqa: E40
                                      AdamSolver, NesterovSolver, RMSPropSolver, SGDSolver,
                                      get_solver)
 
+from caffe_torch import parallel  # noqa: E402,F401
+
+ENGINE_NAME = 'caffe_torch'  # what tells the toolkit's backend selector this is not pycaffe
 logs.install()

@@ -11,6 +11,8 @@ Diff conventions that ports get wrong: a layer *overwrites* its bottom diffs and
 its parameter diffs, which accumulate across backward calls until the solver clears them.
 A loss top's diff holds its loss_weight, set once at set-up; backward reads it from there.
 """
+import numbers
+
 import torch
 
 from caffe_torch.blob import Blob
@@ -26,12 +28,47 @@ class BlobVec(list):
         return self[-1]
 
 
+class RawBlobVec:
+    """A Python layer's `bottom` or `top` as pycaffe hands them over: Boost's vector of
+    Blob* (pycaffe's RawBlobVec), which has len() and integer indexing, negative included,
+    and nothing else. Iterating, slicing or `in` raise TypeError, as on pycaffe, so layers
+    tested here do not break there."""
+    __slots__ = ('_blobs',)
+
+    def __init__(self, blobs):
+        self._blobs = blobs
+
+    def __len__(self):
+        return len(self._blobs)
+
+    def __getitem__(self, index):
+        if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+            self._refuse(f'indexing with {type(index).__name__}')
+        if not -len(self._blobs) <= index < len(self._blobs):
+            raise IndexError(f'Index out of range: {index} of {len(self._blobs)} blob(s)')
+        return self._blobs[index]
+
+    def __iter__(self):
+        self._refuse('iterating')
+
+    def __contains__(self, item):
+        self._refuse('`in`')
+
+    @staticmethod
+    def _refuse(what):
+        raise TypeError(f'No to_python (by-value) converter found for C++ type: '
+                        f'caffe::Blob<float>* ({what} a Python layer\'s bottom or top: pycaffe '
+                        f'allows len() and integer indexing only; write '
+                        f'`for i in range(len(top)): top[i]`)')
+
+
 class Layer:
     """Base of every layer. Count rules are class attributes (None: not checked)."""
     exact_bottoms = min_bottoms = max_bottoms = None
     exact_tops = min_tops = max_tops = None
     equal_bottom_top = False
     is_loss = False  # loss layers default to loss_weight 1 on their first top
+    pycaffe_vectors = False  # Python layers get bottom/top as RawBlobVec, as on pycaffe
 
     def __init__(self, layer_param=None, phase=None):
         self.layer_param = caffe_pb2.LayerParameter()
@@ -73,13 +110,17 @@ class Layer:
         self.check_blob_counts(bottom, top)
         if self.is_loss and not self.layer_param.loss_weight:
             self.layer_param.loss_weight.append(1.0)
-        self.setup(bottom, top)
-        self.reshape(bottom, top)
+        self.setup(*self._vectors(bottom, top))
+        self.run_reshape(bottom, top)
         self._set_loss_weights(top)
 
+    def run_reshape(self, bottom, top):
+        self.reshape(*self._vectors(bottom, top))
+
     def run_forward(self, bottom, top):
-        self.reshape(bottom, top)
-        self.forward(bottom, top)
+        bottom_vec, top_vec = self._vectors(bottom, top)
+        self.reshape(bottom_vec, top_vec)
+        self.forward(bottom_vec, top_vec)
         loss = 0.0
         for blob, weight in zip(top, self.loss_weights):
             if weight:
@@ -88,7 +129,15 @@ class Layer:
         return loss
 
     def run_backward(self, top, propagate_down, bottom):
+        if self.pycaffe_vectors:
+            top, bottom = RawBlobVec(top), RawBlobVec(bottom)
+            propagate_down = list(propagate_down)  # pycaffe's BoolVec iterates
         self.backward(top, propagate_down, bottom)
+
+    def _vectors(self, bottom, top):
+        if self.pycaffe_vectors:
+            return RawBlobVec(bottom), RawBlobVec(top)
+        return bottom, top
 
     def loss(self, top_index):
         return self.loss_weights[top_index] if top_index < len(self.loss_weights) else 0.0

@@ -241,7 +241,7 @@ class Net(ParamRegistry):
         """Propagate input shape changes through every layer (Net::Reshape)."""
         with torch.no_grad():
             for i, layer in enumerate(self.layers):
-                layer.reshape(self.bottom_vecs[i], self.top_vecs[i])
+                layer.run_reshape(self.bottom_vecs[i], self.top_vecs[i])
 
     def clear_param_diffs(self):
         for blob in self.learnable_params:

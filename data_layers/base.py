@@ -29,12 +29,15 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
-from caffe_torch.backend import caffe
-from caffe_torch.errors import LayerSetupError
+from backend import caffe
 from data_layers.paths import DEFAULTS, DatasetMissingError, dataset_dir, missing_message
 
 REQUIRED = object()
 VOID = 255
+
+
+class LayerSetupError(ValueError):
+    """A data layer declared with bottoms, or with another number of tops than it makes."""
 
 
 class ParamStrError(LayerSetupError):
@@ -135,6 +138,7 @@ class SegDataLayer(caffe.Layer):
     top_names = ('data', 'label')
     classes = {}
     mean = (0.0, 0.0, 0.0)
+    mean_dtype = np.float32  # the reference's: float64 where its mean came from param_str
     param_keys = {}
     example = "{'split': 'train', 'randomize': True, 'seed': 1337}"
     remap = ''  # how stored label values become the top's values, for error messages
@@ -167,7 +171,7 @@ class SegDataLayer(caffe.Layer):
             raise LayerSetupError(f'{self.where}: produces {len(self.tops)} top(s) '
                                   f'({", ".join(self.tops)}), in that order, but {len(top)} '
                                   f'top blob(s) are declared')
-        self.mean_bgr = np.array(self.params.get('mean') or self.mean, dtype=np.float32)
+        self.mean_bgr = np.array(self.params.get('mean') or self.mean, dtype=self.mean_dtype)
         self.scale = np.float32(self.params.get('scale', 1.0))
         self._folders = {}
         self.indices = self.read_split()
@@ -193,12 +197,12 @@ class SegDataLayer(caffe.Layer):
             self.check_sample(arrays, sample_id)
             self.sample = [arrays[name] for name in self.tops]
             self._loaded_idx = self.idx
-        for blob, array in zip(top, self.sample):
-            blob.reshape(1, *array.shape)
+        for i, array in enumerate(self.sample):  # pycaffe's top: len and [i] only
+            top[i].reshape(1, *array.shape)
 
     def forward(self, bottom, top):
-        for blob, array in zip(top, self.sample):
-            blob.data[...] = array
+        for i, array in enumerate(self.sample):
+            top[i].data[...] = array
         self.advance()
 
     def advance(self):
@@ -307,7 +311,9 @@ class SegDataLayer(caffe.Layer):
         """H x W x 3 RGB float32 -> 3 x H x W BGR minus `mean` (BGR), times `scale` after the
         subtraction as Caffe's transform_param (skipped at 1: the values stay bit-exact)."""
         image = (rgb[:, :, ::-1] - mean).transpose(2, 0, 1)
-        return image * np.float32(scale) if scale != 1 else image
+        if scale != 1:
+            image = image * np.asarray(scale, image.dtype)
+        return image.astype(np.float32, copy=False)  # one rounding, as the reference's -=
 
     def as_uint8(self, raw, top, sample_id):
         """An H x W label array cast to uint8, refusing values the cast would wrap."""

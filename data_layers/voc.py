@@ -26,6 +26,7 @@ VOC_CLASSES = 21
 class _VOCFamily(SegDataLayer):
     classes = {'label': VOC_CLASSES}
     mean = VOC_MEAN
+    mean_dtype = np.float64  # fcn's voc_layers.py: np.array(params['mean']), float64
     param_keys = {'mean': Key(VOC_MEAN, is_mean, 'three numbers, the BGR mean')}
     example = ("{'split': 'train', 'randomize': True, 'seed': 1337, "
                "'mean': (104.00699, 116.66877, 122.67892)}")

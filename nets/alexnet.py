@@ -5,7 +5,9 @@ decay_mult 1 for weights and biases) because the reference gives them no param s
 new score_fr takes FCN's 1/2 and 1/0. fc6 becomes a 6x6 convolution, and a 63-wide
 deconvolution upsamples by 32 (crop offset 18).
 """
-from caffe_torch import layers as L
+from backend import caffe
+
+L = caffe.layers
 from nets.layers import conv_relu, fc_layers, max_pool
 
 CAFFENET = [  # name, kernel, outputs, stride, pad, group, pool+norm after

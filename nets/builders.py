@@ -8,12 +8,14 @@
 `split` is 'train', 'val' or 'deploy': train and val read the dataset through its Python
 data layer and end in the loss; deploy takes an Input and ends in `score`, without Dropout.
 """
-from caffe_torch import layers as L, params as P, NetSpec
+from backend import caffe
 from nets.alexnet import caffenet_trunk
 from nets.datasets import DATASETS, data_tops
 from nets.googlenet import googlenet_trunk
 from nets.layers import loss, score
 from nets.vgg import fcn_head, vgg16_trunk
+
+L, P = caffe.layers, caffe.params
 
 TRUNKS = {'vgg16': vgg16_trunk, 'caffenet': caffenet_trunk, 'googlenet': googlenet_trunk}
 # The 32x deconvolution's kernel: 2 x stride for VGG16; 63 where the trunk's pooling leaves
@@ -26,7 +28,7 @@ def single(dataset, split, trunk='vgg16', stride=32, atonce=False, normalize=Fal
            widths=None, fc6_size=None):
     """data -> trunk -> score_fr -> FCN-<stride>s head -> score (-> loss). `widths` and
     `fc6_size` narrow the VGG16 trunk and size its fc6 kernel (nets.vgg; the demo's nets)."""
-    n = NetSpec()
+    n = caffe.NetSpec()
     tops = ['data'] if split == 'deploy' else ['data', 'label']
     for name, top in zip(tops, data_tops(dataset, split, tops)):
         n[name] = top
@@ -46,7 +48,7 @@ def nyud(split, modalities='color', stride=32):
     """NYUDv2 nets; the data tops are named after the modalities they carry."""
     streams = modalities.split('-')
     inputs = ['color', 'depth'] if streams == ['color', 'd'] else streams
-    n = NetSpec()
+    n = caffe.NetSpec()
     tops = inputs + ([] if split == 'deploy' else ['label'])
     for name, top in zip(tops, data_tops('nyud', split, tops)):
         n[name] = top
@@ -85,7 +87,7 @@ def _average(a, b):
 
 def siftflow(split, stride=32):
     """One VGG16 trunk with a semantic (33) and a geometric (3) head and a loss each."""
-    n = NetSpec()
+    n = caffe.NetSpec()
     tops = ['data'] if split == 'deploy' else ['data', 'sem', 'geo']
     for name, top in zip(tops, data_tops('siftflow', split, tops)):
         n[name] = top

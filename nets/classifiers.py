@@ -8,12 +8,14 @@ vgg16_classifier also builds the demo's classifier (make demo): VGG16's layers a
 reduced widths, trained from scratch on the demo's classification set through its data
 layer (train/val) or taking an Input (deploy).
 """
-from caffe_torch import layers as L, params as P, NetSpec
+from backend import caffe
 from nets.alexnet import caffenet_convs
 from nets.datasets import data_tops
 from nets.googlenet import googlenet_convs
 from nets.layers import fc_layers
 from nets.vgg import VGG16_WIDTHS, check_widths, vgg16_convs
+
+L, P = caffe.layers, caffe.params
 
 # He et al.'s initialisation for the layers of a classifier trained from scratch; the
 # classifier (fc8) stays zero-initialised, as FCN's scorers.
@@ -39,7 +41,7 @@ def vgg16_classifier(split='deploy', widths=VGG16_WIDTHS, classes=1000, dataset=
     Input (the dataset's deploy size, or 10 x 3 x 224 x 224), ending in prob. fc6 sees pool5
     whole, input / 32 on a side, which surgery makes FCN's fc6 kernel: 7 for 224 x 224
     images, 4 for the demo's 128 x 128 (nets.vgg.vgg16_trunk's fc6_size)."""
-    n = NetSpec()
+    n = caffe.NetSpec()
     if split == 'deploy':
         n.data = (L.Input(shape=dict(dim=[10, 3, 224, 224])) if dataset is None
                   else data_tops(dataset, split, ['data'])[0])
@@ -59,7 +61,7 @@ def vgg16_classifier(split='deploy', widths=VGG16_WIDTHS, classes=1000, dataset=
 
 def caffenet_ilsvrc():
     """bvlc_reference_caffenet deploy: 227x227, pool before LRN, grouped conv2/4/5."""
-    n = NetSpec()
+    n = caffe.NetSpec()
     n.data = L.Input(shape=dict(dim=[10, 3, 227, 227]))
     pool5 = caffenet_convs(n, n.data, first_pad=0)
     return _classify(n, fc_layers(n, pool5, None, convolutional=False))
@@ -67,7 +69,7 @@ def caffenet_ilsvrc():
 
 def googlenet_ilsvrc():
     """bvlc_googlenet deploy: 224x224, 7x7 average pooling, dropout 0.4, loss3/classifier."""
-    n = NetSpec()
+    n = caffe.NetSpec()
     n.data = L.Input(shape=dict(dim=[10, 3, 224, 224]))
     top = googlenet_convs(n, n.data, first_pad=3)
     n['pool5/7x7_s1'] = L.Pooling(top, pool=P.Pooling.AVE, kernel_size=7, stride=1)

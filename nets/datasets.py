@@ -5,7 +5,9 @@ val nets read the evaluation split in order. The layers find the data through
 data_layers.paths (FCN_DATA), so the prototxts carry no path. Deploy nets take an Input of
 the dataset's typical image size instead.
 """
-from caffe_torch import layers as L
+from backend import caffe
+
+L = caffe.layers
 
 VOC_MEAN = (104.00699, 116.66877, 122.67892)
 SEED = 1337

@@ -7,7 +7,7 @@ import argparse
 import pathlib
 import sys
 
-from caffe_torch import formats
+from backend import files
 from nets.classifiers import CLASSIFIERS
 from nets.datasets import DATASETS
 from nets.models import MODELS
@@ -97,7 +97,7 @@ def main(args):
         stale.append(relative)
         if not args.check:
             path.parent.mkdir(parents=True, exist_ok=True)
-            formats.atomic_write(path, text.encode('utf-8'))
+            files.atomic_write(path, text.encode('utf-8'))
     if args.check and stale:
         print('nets/ is out of date with its builders; run `make nets` and commit:\n  ' +
               '\n  '.join(stale))

@@ -5,7 +5,9 @@ The auxiliary classifiers exist only in GoogLeNet's training net and are not par
 FCN. conv1/7x7_s2 is padded by 100 like the other FCNs' first layer. Layer names are
 GoogLeNet's own (with '/'), so the ILSVRC weights transplant by name.
 """
-from caffe_torch import layers as L, params as P
+from backend import caffe
+
+L, P = caffe.layers, caffe.params
 from nets.layers import LEARNED
 
 # name: (1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj); 'pool' marks a 3x3/2 max pool

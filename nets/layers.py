@@ -5,7 +5,9 @@ lr_mult 2 / decay_mult 0. New layers get no filler, so Caffe's default constant 
 the paper's zero-initialised class scorers. Upsampling deconvolutions are bias-free and
 frozen (lr_mult 0): surgery writes bilinear kernels into them before training.
 """
-from caffe_torch import layers as L, params as P
+from backend import caffe
+
+L, P = caffe.layers, caffe.params
 
 LEARNED = [dict(lr_mult=1, decay_mult=1), dict(lr_mult=2, decay_mult=0)]
 FROZEN = [dict(lr_mult=0)]

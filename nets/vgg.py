@@ -8,9 +8,10 @@ still covers small inputs after 32x downsampling, and the classifier's fc6/fc7 a
 names, kernels, strides, pads and so every crop offset stay VGG16's. VGG16_WIDTHS is the
 paper's net; scaled_widths(8, 16) the demo's (make demo), cheap enough for a CPU.
 """
-from caffe_torch import layers as L, params as P
-from caffe_torch.coord_map import crop
+from backend import caffe, coord_map
 from nets.layers import FROZEN, conv_relu, fc_layers, max_pool, score, upscore
+
+L, P = caffe.layers, caffe.params
 
 VGG16_BLOCKS = [(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)]
 VGG16_WIDTHS = tuple(width for width, _ in VGG16_BLOCKS) + (4096,)  # conv1-5, fc6/fc7
@@ -88,22 +89,22 @@ def fcn_head(n, fr, classes, stride, reference, suffix='', atonce=False, ks32=64
     pools = {'pool4': 'pool4', 'pool3': 'pool3'}
     if stride == 32:
         n['upscore' + suffix] = upscore(fr, classes, ks32, 32)
-        return crop(n['upscore' + suffix], reference)
+        return coord_map.crop(n['upscore' + suffix], reference)
     n['upscore2' + suffix] = upscore(fr, classes, 4, 2)
     fused = _fuse(n, 'pool4', n['upscore2' + suffix], classes, suffix, pools, atonce)
     if stride == 16:
         n['upscore16' + suffix] = upscore(fused, classes, 32, 16)
-        return crop(n['upscore16' + suffix], reference)
+        return coord_map.crop(n['upscore16' + suffix], reference)
     n['upscore_pool4' + suffix] = upscore(fused, classes, 4, 2)
     fused = _fuse(n, 'pool3', n['upscore_pool4' + suffix], classes, suffix, pools, atonce)
     n['upscore8' + suffix] = upscore(fused, classes, 16, 8)
-    return crop(n['upscore8' + suffix], reference)
+    return coord_map.crop(n['upscore8' + suffix], reference)
 
 
 def _fuse(n, pool, upsampled, classes, suffix, pools, atonce):
     name = f'score_{pool}{suffix}'
     if name not in n.keys():
         n[name] = skip_score(n, pools[pool], classes, suffix, atonce)
-    n[name + 'c'] = crop(n[name], upsampled)
+    n[name + 'c'] = coord_map.crop(n[name], upsampled)
     n[f'fuse_{pool}{suffix}'] = L.Eltwise(upsampled, n[name + 'c'], operation=P.Eltwise.SUM)
     return n[f'fuse_{pool}{suffix}']

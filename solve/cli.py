@@ -85,6 +85,10 @@ class ScheduleError(ValueError):
     """A stage's folder holds a run of another schedule than the one asked for."""
 
 
+class BackendOptionError(ValueError):
+    """An option the chosen backend does not have."""
+
+
 def _schedule_clash(name, args):
     """A message if <out>/<name>/run.json records other rounds x step than this run's."""
     record = loop.stage_dir(args.out, name) / 'run.json'
@@ -158,21 +162,38 @@ def run_stages(model_id, args):
                    progress=not args.no_progress)
 
 
+def _engine_options(args):
+    """Fast math and torchrun's data parallelism are the engine's; pycaffe refuses them."""
+    import backend
+    if not backend.is_engine:
+        if args.fast_math:
+            raise BackendOptionError('--fast-math is an option of the caffe_torch engine; '
+                                     'pycaffe computes in float32 only. Drop it, or unset '
+                                     'FCN_BACKEND.')
+        if int(os.environ.get('WORLD_SIZE', '1')) > 1:
+            raise BackendOptionError('data-parallel training under torchrun needs the '
+                                     'caffe_torch engine; with pycaffe train on one GPU, or '
+                                     'unset FCN_BACKEND.')
+        return
+    backend.caffe.set_fast_math(args.fast_math)
+    backend.extra('parallel').init_from_env()
+
+
 def main(args, model_id=None):
-    from caffe_torch.errors import CaffeError
+    import backend
+    from backend.files import FormatError
+    from data_layers.base import BadDataError, LayerSetupError
     from weights.manifest import ManifestError, UnknownWeightsError
-    from caffe_torch import parallel
-    from caffe_torch.backend import caffe
     model_id = model_id or args.model
     args.out = args.out or loop.default_out()
     try:
         if args.gpu is not None:  # under torchrun, each process takes its local rank's GPU
             use_gpu(args.gpu + int(os.environ.get('LOCAL_RANK', '0')))
-        caffe.set_fast_math(args.fast_math)
-        parallel.init_from_env()
+        _engine_options(args)
         run_stages(model_id, args)
-    except (OSError, CaffeError, ManifestError, UnknownWeightsError, ScheduleError,
-            GPUError) as e:
+    except (OSError, ManifestError, UnknownWeightsError, ScheduleError, GPUError,
+            BackendOptionError, FormatError, BadDataError, LayerSetupError,
+            *backend.input_errors()) as e:
         print(f'error: {str(e).strip(chr(39))}', file=sys.stderr)
         return 2
     return 0

@@ -18,7 +18,7 @@ class GPUError(RuntimeError):
 
 def use_gpu(device):
     """Caffe's GPU mode on `device`, or GPUError saying why not (no CUDA, no such id)."""
-    from caffe_torch.backend import caffe
+    from backend import caffe
     try:
         caffe.set_device(device)
         caffe.set_mode_gpu()

@@ -20,7 +20,7 @@ import pathlib
 import re
 import sys
 
-from caffe_torch.formats import atomic_write
+from backend.files import atomic_write
 from solve.console import HelpFormatter
 
 NUMBER = r'([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+|nan|inf))'

@@ -22,9 +22,9 @@ import sys
 import numpy as np
 from PIL import Image
 
-from caffe_torch.backend import caffe
-from caffe_torch.errors import CaffeError
-from caffe_torch.formats import atomic_write
+import backend
+from backend import caffe
+from backend.files import FormatError, atomic_write
 from data_layers import nyud
 from data_layers.base import SegDataLayer
 from nets.datasets import DATASETS
@@ -277,7 +277,7 @@ def get_args_parser():
 def main(args):
     try:
         run(args)
-    except (InferError, OSError, CaffeError, GPUError) as e:  # OSError: unwritable --out, bad palette
+    except (InferError, OSError, FormatError, GPUError, *backend.input_errors()) as e:  # OSError: unwritable --out, bad palette
         print(f'error: {e}', file=sys.stderr)
         return 2
     return 0

@@ -12,6 +12,7 @@ Everything a stage writes lives in <out>/<model>/: snapshot/train_iter_N.*, trai
 (Caffe-style lines), scores.csv, curves.png and the final caffemodel. A stage whose final
 caffemodel exists is done; one with snapshots resumes from the newest.
 """
+import contextlib
 import csv
 import io
 import logging
@@ -20,14 +21,15 @@ import pathlib
 import re
 import sys
 
-from caffe_torch import formats, mode, parallel
-from caffe_torch.logs import GlogFormatter
+import backend
+from backend import caffe, caffe_pb2, files
 from data_layers import paths
 from nets.datasets import DATASETS
 from nets.generate import NETS
 from nets.models import MODELS
 from solve import score, stages
 from solve.console import ProgressBar
+from solve.logs import GlogFormatter, glog_to
 
 log = logging.getLogger('fcn.solve')
 SCORE_FIELDS = ['iteration', 'head', 'loss', 'pixel_accuracy', 'mean_accuracy', 'mean_iu',
@@ -75,13 +77,16 @@ def check_datasets(model_id):
 
 
 def build_solver(model_id, folder):
-    """The model's SGD solver with its nets read from nets/<model>/ and snapshots in folder."""
-    from caffe_torch.backend import caffe
-    param = formats.read_solver(NETS / model_id / 'solver.prototxt')
+    """The model's solver: nets/<model>/solver.prototxt with its nets' paths made absolute
+    and snapshots in folder/snapshot/, written to folder/solver.prototxt (pycaffe's
+    get_solver takes a file name only). Caffe does not make the snapshot folder; this does."""
+    param = files.read_prototxt(NETS / model_id / 'solver.prototxt', caffe_pb2.SolverParameter)
     param.train_net = str(NETS / model_id / param.train_net)
     param.test_net[:] = [str(NETS / model_id / n) for n in param.test_net]
     param.snapshot_prefix = str(folder / 'snapshot' / 'train')
-    return caffe.get_solver(param)
+    (folder / 'snapshot').mkdir(exist_ok=True)
+    files.write_prototxt(param, folder / 'solver.prototxt')
+    return caffe.get_solver(str(folder / 'solver.prototxt')), param
 
 
 def latest_state(folder):
@@ -99,28 +104,48 @@ def train(model_id, init, out_root, rounds=None, step=None, resume=None, progres
     folder = stage_dir(out_root, model_id)
     folder.mkdir(parents=True, exist_ok=True)
     check_datasets(model_id)
-    root = mode.root_solver()  # in data-parallel runs, rank 0 alone scores and writes
+    root = caffe.solver_rank() == 0  # in data-parallel runs, rank 0 alone scores and writes
     handler = _log_to(folder / 'train.log') if root else None
     try:
-        solver = build_solver(model_id, folder)
-        resume = resume or latest_state(folder)
-        if resume:
-            log.info('resuming %s from %s', model_id, resume)
-            solver.restore(str(resume))
-        else:
-            stages.initialise(model_id, solver.net, init)
-        stages.bilinear(solver.net)
-        parallel.DataParallel(solver)
+        with _caffe_log(folder / 'train.log', root):
+            _train(model_id, init, folder, rounds, step, resume, progress, root)
         if root:
-            _record_run(folder, model_id, rounds, step)
-        _train_rounds(model_id, solver, folder, rounds, step, progress and root, root)
-        if root:
-            solver.net.save(str(final_weights(out_root, model_id)))
+            _save_final(folder, final_weights(out_root, model_id))
             log.info('%s done: %s', model_id, final_weights(out_root, model_id))
     finally:
         if handler:
             _stop_logging(handler)
     return final_weights(out_root, model_id)
+
+
+def _train(model_id, init, folder, rounds, step, resume, progress, root):
+    solver, param = build_solver(model_id, folder)
+    resume = resume or latest_state(folder)
+    if resume:
+        log.info('resuming %s from %s', model_id, resume)
+        solver.restore(str(resume))
+    else:
+        stages.initialise(model_id, solver.net, init)
+    stages.bilinear(solver.net, param.train_net)
+    if backend.extra('parallel'):
+        backend.extra('parallel').DataParallel(solver)
+    if root:
+        _record_run(folder, model_id, rounds, step)
+    _train_rounds(model_id, solver, folder, rounds, step, progress and root, root)
+    if root:
+        solver.net.save(str(folder / 'final.caffemodel'))
+
+
+def _save_final(folder, target):
+    """The stage's result under its predictable name, in one step: a stage counts as done
+    once this name exists."""
+    os.replace(folder / 'final.caffemodel', target)
+
+
+def _caffe_log(path, root):
+    """Caffe's own lines into train.log: the engine's through logging (see _log_to),
+    pycaffe's from its stderr."""
+    return glog_to(path) if root and not backend.is_engine else contextlib.nullcontext()
 
 
 class _RoundProgress:
@@ -178,10 +203,12 @@ def _record_run(folder, model_id, rounds, step):
     """run.json: what produced this stage's numbers (tables label fast-math runs)."""
     import json
     import torch
-    run = {'model': model_id, 'rounds': rounds, 'step': step, 'mode': mode.mode(),
-           'ranks': mode.solver_count(), 'fast_math': mode.fast_math(),
+    mode = backend.extra('mode')
+    run = {'model': model_id, 'rounds': rounds, 'step': step, 'backend': backend.NAME,
+           'mode': mode.mode() if mode else 'unknown (pycaffe)',
+           'ranks': caffe.solver_count(), 'fast_math': bool(mode and mode.fast_math()),
            'torch': torch.__version__}
-    formats.atomic_write(folder / 'run.json', json.dumps(run, indent=1).encode())
+    files.atomic_write(folder / 'run.json', json.dumps(run, indent=1).encode())
 
 
 def _append_scores(path, iteration, results):
@@ -196,7 +223,7 @@ def _append_scores(path, iteration, results):
              for head, m in results]
     text = io.StringIO(newline='')
     csv.writer(text).writerows([SCORE_FIELDS] + rows)
-    formats.atomic_write(path, text.getvalue().encode())
+    files.atomic_write(path, text.getvalue().encode())
 
 
 def _plot(folder):

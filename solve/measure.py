@@ -13,11 +13,14 @@ All scores are returned in percent, as the paper prints them.
 import dataclasses
 import gc
 import json
+import os
 import platform
 import statistics
+import tempfile
 import time
 
-from caffe_torch.backend import caffe
+import backend
+from backend import caffe, files
 from nets import analysis
 from nets.classifiers import CLASSIFIERS
 from nets.generate import NETS
@@ -130,14 +133,16 @@ def evaluate(model_id, use='auto', root=None, limit=None, weights=None):
 
 def structure(model_id, classifier):
     """Table 1's conv layers, parameters, receptive field and max stride for one FCN."""
-    net = caffe.Net(str(NETS / model_id / 'deploy.prototxt'), caffe.TEST)
-    values = {'conv_layers': analysis.depth(net.param, 'score_fr'),
+    deploy = NETS / model_id / 'deploy.prototxt'
+    net = caffe.Net(str(deploy), caffe.TEST)
+    values = {'conv_layers': analysis.depth(files.read_prototxt(deploy), 'score_fr'),
               'parameters': analysis.learnable_parameters(net)}
     del net
     param = CLASSIFIERS[classifier]()
-    param.state.phase = caffe.TEST
-    classifier_net = caffe.Net(param)
-    shapes = {name: blob.shape for name, blob in classifier_net.blobs.items()}
+    with tempfile.TemporaryDirectory() as folder:  # pycaffe's Net takes files only
+        files.write_prototxt(param, os.path.join(folder, 'classifier.prototxt'))
+        classifier_net = caffe.Net(os.path.join(folder, 'classifier.prototxt'), caffe.TEST)
+    shapes = {name: tuple(blob.shape) for name, blob in classifier_net.blobs.items()}
     del classifier_net
     gc.collect()
     field, stride = analysis.receptive_fields(param, shapes)[analysis.classifier_input(param)]
@@ -172,8 +177,9 @@ def _synchronize():
 def device_label():
     """What the timings ran on: the GPU or CPU model, thread count and torch version."""
     import torch
-    if getattr(caffe, 'mode', None) and caffe.mode.mode() == 'gpu':
-        where = f'GPU {torch.cuda.get_device_name(caffe.mode.device())}'
+    mode = backend.extra('mode')
+    if mode and mode.mode() == 'gpu':
+        where = f'GPU {torch.cuda.get_device_name(mode.device())}'
     else:
         where = f'CPU {_cpu_name()}, {torch.get_num_threads()} threads'
     return f'{where}, torch {torch.__version__}'

@@ -56,6 +56,7 @@ def initialise(model_id, net, init):
         log.info('initialised from %s\n%s', init, transfer(net, init, verbose=False))
 
 
-def bilinear(net):
-    """Bilinear kernels into every frozen Deconvolution (selected by type and lr_mult)."""
-    log.info('bilinear upsampling in %s', ', '.join(interp(net)) or 'no layer')
+def bilinear(net, prototxt):
+    """Bilinear kernels into every frozen Deconvolution (selected by type and lr_mult) of
+    `net`, built from the file `prototxt`."""
+    log.info('bilinear upsampling in %s', ', '.join(interp(net, prototxt)) or 'no layer')

@@ -22,8 +22,8 @@ import json
 import pathlib
 import sys
 
-from caffe_torch.errors import CaffeError
-from caffe_torch.formats import atomic_write
+import backend
+from backend.files import FormatError, atomic_write
 from solve import measure, results
 from solve.console import GPUError, HelpFormatter, positive_int, use_gpu
 
@@ -319,7 +319,7 @@ def main(args):
         else:
             sys.stdout.write(text)
     except (OSError, json.JSONDecodeError, PaperTablesError, results.ResultsError,
-            CaffeError, GPUError) as e:
+            FormatError, GPUError, *backend.input_errors()) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     return 0

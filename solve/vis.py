@@ -9,7 +9,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from caffe_torch.formats import atomic_write
+from backend.files import atomic_write
 
 PALETTE_SIZE = 256  # a mode-'P' PNG indexes 256 colours
 

@@ -13,6 +13,8 @@ FCN-32s's `upscore`: kernel 64, stride 32. The equivalent prototxt without surge
 FCN nets instead keep group 1 and put the kernel on the diagonal [c, c] of a C x C x K x K
 weight (off-diagonal zero), which `interp` does for every Deconvolution with lr_mult 0.
 """
+import os
+
 import numpy as np
 
 
@@ -34,14 +36,20 @@ def bilinear_targets(net_param):
 
 
 def interp(net, layers=None):
-    """Write bilinear kernels into `layers` (default: every frozen Deconvolution of an engine
-    net, from its NetParameter). Returns the names written."""
+    """Write bilinear kernels into `layers`: names, or a NetParameter or prototxt path whose
+    frozen Deconvolutions are meant (pycaffe's Net does not keep its NetParameter; an
+    engine Net does, so there the default is its own). Returns the names written."""
     if layers is None:
         if not hasattr(net, 'param'):
-            raise TypeError('interp(net) without layers needs an engine Net (it reads the '
-                            'NetParameter); with pycaffe pass the layer names, e.g. '
-                            'bilinear_targets(read_net("train.prototxt"))')
-        layers = bilinear_targets(net.param)
+            raise TypeError('interp(net) on a pycaffe Net needs the layers: their names, '
+                            'or the prototxt the net was built from, e.g. '
+                            'interp(net, "train.prototxt")')
+        layers = net.param
+    if isinstance(layers, (str, os.PathLike)):
+        from backend import files
+        layers = files.read_prototxt(layers)
+    if hasattr(layers, 'layer'):
+        layers = bilinear_targets(layers)
     for name in layers:
         _fill_diagonal(name, net.params[name][0])
     return list(layers)

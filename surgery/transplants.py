@@ -144,8 +144,8 @@ def transfer(net, weights, verbose=True):
     """Start a stage from the previous stage's snapshot: copy_from by name (FCN-32s into
     FCN-16s, FCN-16s into FCN-8s). New layers keep their zero initialisation; the report
     lists them."""
-    from caffe_torch import formats
-    saved = {layer.name for layer in formats.read_net_binary(weights).layer if layer.blobs}
+    from backend import files
+    saved = {layer.name for layer in files.caffemodel_layers(weights)}
     net.copy_from(str(weights))
     report = Report()
     for name, blobs in net.params.items():
@@ -160,9 +160,9 @@ def transfer(net, weights, verbose=True):
 def params_of(caffemodel):
     """A caffemodel's parameters with a Net's `params` surface ({layer: [blob.data]}), read
     without building a net: transplant from a file straight into a live net."""
-    from caffe_torch import formats, io
-    net = formats.read_net_binary(caffemodel)
+    from backend import caffe, files
     params = collections.OrderedDict(
-        (layer.name, [types.SimpleNamespace(data=io.blobproto_to_array(b)) for b in layer.blobs])
-        for layer in net.layer if layer.blobs)
+        (layer.name, [types.SimpleNamespace(data=caffe.io.blobproto_to_array(b))
+                      for b in layer.blobs])
+        for layer in files.caffemodel_layers(caffemodel))
     return types.SimpleNamespace(params=params)

@@ -189,7 +189,7 @@ def set_dataset_env(monkeypatch, **folders):
 
 def data_net(folder, module, layer, param_str, tops, phase=None, name='data'):
     """A net of one Python data layer, written to `folder`/<name>.prototxt and built."""
-    from caffe_torch.backend import caffe
+    from backend import caffe
     escaped = param_str.replace('\\', '\\\\').replace('"', '\\"')
     text = (f'name: "{name}_net"\nlayer {{ name: "{name}" type: "Python" '
             + ''.join(f'top: "{t}" ' for t in tops)

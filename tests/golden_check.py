@@ -43,7 +43,7 @@ TINY_FCN = CASES.parent / 'tiny_fcn'
 
 def tiny_fcn_env(monkeypatch):
     """Run from caffe-golden/ with its layer module importable, as its README says."""
-    from caffe_torch.backend import install_as_caffe
+    from caffe_torch import install_as_caffe
     install_as_caffe()
     monkeypatch.chdir(TINY_FCN.parent)
     monkeypatch.syspath_prepend(str(TINY_FCN.parent))

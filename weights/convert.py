@@ -16,6 +16,8 @@ import argparse
 import pathlib
 import sys
 
+from backend import files
+
 NETS = pathlib.Path(__file__).resolve().parent.parent / 'nets'
 
 # classifier: (its deploy net, the FCN it initialises, manifest name in, name out)
@@ -32,20 +34,32 @@ CONVERSIONS = {
 def convert(classifier_net, fcn_net, source_weights, output, verbose=True):
     """Transplant `source_weights` (run through `classifier_net`) into `fcn_net` and save
     the transplanted layers to `output`; returns the surgery report."""
-    from caffe_torch import formats
-    from caffe_torch.backend import caffe
+    from backend import caffe
     from surgery import transplant
     from surgery.transplants import COPIED, RESHAPED
     source = caffe.Net(str(classifier_net), caffe.TEST, weights=str(source_weights))
     net = caffe.Net(str(fcn_net), caffe.TEST)
     report = transplant(net, source, verbose=verbose)
     carried = {row.target for row in report if row.action in (COPIED, RESHAPED)}
-    param = net.to_proto()
+    param = _net_param(net, output)
     kept = [layer for layer in param.layer if layer.name in carried]
     del param.layer[:]
     param.layer.extend(kept)
-    formats.write_binaryproto(param, output)
+    files.write_binary(param, output)
     return report
+
+
+def _net_param(net, output):
+    """The net with its weights as a NetParameter: the engine's to_proto, or on pycaffe
+    what Net.save writes (to a hidden file beside `output`, removed after)."""
+    if hasattr(net, 'to_proto'):
+        return net.to_proto()
+    scratch = pathlib.Path(output).with_name(f'.{pathlib.Path(output).name}.full')
+    try:
+        net.save(str(scratch))
+        return files.read_binary(scratch)
+    finally:
+        scratch.unlink(missing_ok=True)
 
 
 def _resolve(args):
@@ -78,11 +92,11 @@ def get_args_parser():
 
 
 def main(args):
-    from caffe_torch.errors import CaffeError
+    import backend
     try:
         classifier_net, fcn_net, source, output = _resolve(args)
         report = convert(classifier_net, fcn_net, source, output, verbose=not args.quiet)
-    except (CaffeError, FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, *backend.input_errors()) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     print(f'wrote {output}: {len({r.target for r in report if r.target and r.source})} '

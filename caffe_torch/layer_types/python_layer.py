@@ -8,6 +8,7 @@ class in it that subclasses caffe.Layer (caffe_torch.Layer). It is built as cls(
 gets `param_str` (the string, as given) before setup, and `phase` (caffe.TRAIN/TEST) from the
 Layer base. It overrides setup/reshape/forward/backward and works on the NumPy views
 blob.data / blob.diff; its parameters go in self.blobs (self.blobs.add_blob(*shape)).
+`bottom` and `top` come as pycaffe's: len() and integer indexing only (layer.RawBlobVec).
 Exceptions raised by the user's code propagate unchanged. No blob-count checks, as in Caffe.
 """
 import importlib
@@ -31,6 +32,7 @@ def create_python_layer(layer_param):
     cls = _layer_class(module, python_param.layer, where)
     layer = cls(layer_param)
     layer.param_str = python_param.param_str
+    layer.pycaffe_vectors = True
     return layer
 
 

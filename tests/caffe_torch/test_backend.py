@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from caffe_torch import backend
+import backend
 
 
 def _python(code, **env):
@@ -20,7 +20,7 @@ def _python(code, **env):
 def test_default_backend_is_the_engine_importable_as_caffe():
     """With FCN_BACKEND unset, `import caffe` and `caffe.proto.caffe_pb2` give the engine."""
     out = _python('''
-        from caffe_torch.backend import caffe
+        from backend import caffe
         import caffe as c
         from caffe.proto import caffe_pb2
         import caffe_torch
@@ -45,7 +45,7 @@ def test_python_layer_written_for_pycaffe_runs(tmp_path):
     out = _python(f'''
         import sys, numpy as np
         sys.path.insert(0, {str(tmp_path)!r})
-        from caffe_torch.backend import caffe
+        from backend import caffe
         net = caffe.Net({str(tmp_path / 'net.prototxt')!r}, caffe.TEST)
         print(net.forward(x=np.array([1, 2, 3], np.float32))['y'].tolist())''')
     assert out.returncode == 0, out.stderr
@@ -54,7 +54,7 @@ def test_python_layer_written_for_pycaffe_runs(tmp_path):
 
 def test_catch_pycaffe_missing():
     """FCN_BACKEND=caffe without pycaffe is an ImportError saying how to fix it."""
-    out = _python('import caffe_torch.backend', FCN_BACKEND='caffe')
+    out = _python("import backend", FCN_BACKEND='caffe')
     assert out.returncode != 0
     assert 'FCN_BACKEND=caffe, but pycaffe does not import' in out.stderr
     assert 'unset FCN_BACKEND' in out.stderr

@@ -30,7 +30,7 @@ layer { name: 'loss' type: 'SoftmaxWithLoss' bottom: 'score' bottom: 'label' top
 SCRIPT = '''
 import sys, numpy as np
 sys.path.insert(0, {root!r})
-from caffe_torch.backend import caffe
+from backend import caffe
 from caffe_torch import parallel
 rank, world = parallel.init_from_env()
 caffe.set_random_seed(5)  # fillers: rank 0's weights are broadcast anyway

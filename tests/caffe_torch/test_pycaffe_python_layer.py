@@ -4,7 +4,7 @@ import textwrap
 import pytest
 
 import caffe_torch as caffe
-from caffe_torch.backend import install_as_caffe
+from caffe_torch import install_as_caffe
 
 LAYERS = '''
 import caffe

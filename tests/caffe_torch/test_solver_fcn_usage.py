@@ -5,7 +5,7 @@ import numpy as np
 
 import caffe_torch as caffe
 from caffe_torch import layers as L, params as P
-from caffe_torch.backend import install_as_caffe
+from caffe_torch import install_as_caffe
 from caffe_torch.coord_map import crop
 
 DATA_LAYER = '''

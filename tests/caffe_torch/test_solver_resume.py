@@ -15,7 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SCRIPT = '''
 import sys, numpy as np
 sys.path[:0] = [{root!r}, {golden!r}]
-from caffe_torch.backend import install_as_caffe
+from caffe_torch import install_as_caffe
 caffe = install_as_caffe()
 solver = caffe.SGDSolver({solver!r})
 solver.net.copy_from('tiny_fcn/weights.caffemodel')

@@ -6,8 +6,8 @@ import re
 import numpy as np
 import pytest
 
-from caffe_torch.backend import caffe
-from caffe_torch.errors import LayerSetupError
+from backend import caffe
+from data_layers.base import LayerSetupError
 from data_layers.base import COMMON_KEYS, BadDataError, ParamStrError, parse_param_str
 from data_layers.paths import DatasetMissingError
 from data_layers.voc import VOC_MEAN, VOCSegDataLayer

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from caffe_torch.backend import caffe
+from backend import caffe
 from data_layers.base import BadDataError, ParamStrError, SampleMissingError
 from data_layers.paths import DatasetMissingError
 from data_layers.voc import VOC_MEAN

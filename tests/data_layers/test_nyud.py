@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from caffe_torch.errors import LayerSetupError
+from data_layers.base import LayerSetupError
 from data_layers.base import BadDataError, ParamStrError
 from data_layers.nyud import COLOR_MEAN, HHA_MEAN, LOG_DEPTH_MEAN
 from dataset_fixtures import data_net, make_nyud, read_rgb, set_dataset_env

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from caffe_torch.backend import caffe
+from backend import caffe
 from caffe_torch import coord_map, layers as L, params as P, NetSpec
 from data_layers import voc
 from solve import infer

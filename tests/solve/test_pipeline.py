@@ -98,16 +98,17 @@ def test_killed_stage_resumes_and_finished_stages_are_skipped(tiny_demo):
 def test_surgery_carries_the_classifier_into_fcn32s(tiny_demo):
     """FCN-32s starts from the classifier: conv weights copied, fc6/fc7 reshaped to kernels,
     score_fr and the frozen deconvolution left to their fillers and bilinear weights."""
-    from caffe_torch.backend import caffe
+    from backend import caffe
     from solve import loop, stages
     out = tiny_demo / 'out'
     assert _main(['--out', str(out), '--only'] + QUICK, 'demo-classifier') == 0
     classifier = caffe.Net(str(ROOT / 'nets' / 'demo-classifier' / 'deploy.prototxt'),
                            caffe.TEST, weights=str(loop.final_weights(out, 'demo-classifier')))
-    solver = loop.build_solver('demo-fcn32s', out / 'fcn')
+    (out / 'fcn').mkdir()
+    solver, param = loop.build_solver('demo-fcn32s', out / 'fcn')
     stages.initialise('demo-fcn32s', solver.net, str(loop.final_weights(out,
                                                                           'demo-classifier')))
-    stages.bilinear(solver.net)
+    stages.bilinear(solver.net, param.train_net)
     fcn = solver.net.params
     np.testing.assert_array_equal(fcn['conv3_2'][0].data, classifier.params['conv3_2'][0].data)
     for name in ('fc6', 'fc7'):

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 import caffe_torch as caffe
-from caffe_torch.backend import install_as_caffe
+from caffe_torch import install_as_caffe
 from solve import score
 from solve.console import ProgressBar
 from solve.score import ConfusionMatrix

@@ -6,7 +6,7 @@ import json
 import pytest
 
 import dataset_fixtures as fx
-from caffe_torch.backend import caffe
+from backend import caffe
 from caffe_torch import coord_map, layers as L, params as P, NetSpec
 from solve import measure, score, tables
 

@@ -1,0 +1,94 @@
+"""Caffe's files as the toolkit reads and writes them, with the backend's own caffe_pb2.
+
+Every write is atomic: the bytes go to a hidden temporary file beside the target, which then
+replaces it, so a crash leaves the old file or the new one, never a torn one. (The engine
+has its own writer for snapshots; this one serves the toolkit on either backend.)
+"""
+import os
+import tempfile
+
+from google.protobuf import message as pb_message
+from google.protobuf import text_format
+
+from backend import caffe_pb2
+
+
+class FormatError(ValueError):
+    """A prototxt or binary proto file that does not parse as what the toolkit expected."""
+
+
+def atomic_write(path, data):
+    """Replace `path` by `data` (bytes) in one step; the file gets open()'s default mode
+    (0666 less the umask), and an OSError names `path`, not the temporary file."""
+    path = os.fspath(path)
+    fd, tmp = None, None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.',
+                                   dir=os.path.dirname(os.path.abspath(path)))
+        with os.fdopen(fd, 'wb') as f:
+            fd = None
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_current_umask())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as e:
+        raise type(e)(e.errno, f'cannot write {path}: {e.strerror}') from None
+    finally:
+        if fd is not None:
+            os.close(fd)
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _current_umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def read_prototxt(path, message_type=None):
+    """A text-format file as a new `message_type` (default NetParameter)."""
+    message = (message_type or caffe_pb2.NetParameter)()
+    try:
+        with open(path, encoding='utf-8') as f:
+            text_format.Merge(f.read(), message)
+    except (text_format.ParseError, UnicodeDecodeError) as e:
+        raise FormatError(f'{path}: not a valid {message.DESCRIPTOR.name} prototxt: {e}. '
+                          f'Fix the file at that line and column, or pass the right '
+                          f'file.') from None
+    return message
+
+
+def write_prototxt(message, path):
+    atomic_write(path, text_format.MessageToString(message).encode('utf-8'))
+
+
+def read_binary(path, message_type=None):
+    """A binary proto file (caffemodel, solverstate) as a new `message_type`."""
+    message = (message_type or caffe_pb2.NetParameter)()
+    with open(path, 'rb') as f:
+        data = f.read()
+    try:
+        message.ParseFromString(data)
+    except (pb_message.DecodeError, RuntimeError, ValueError) as e:
+        raise FormatError(f'{path}: not a valid binary {message.DESCRIPTOR.name} '
+                          f'({len(data)} bytes): {e}. The file is truncated or of another '
+                          f'kind; write or download it again.') from None
+    return message
+
+
+def write_binary(message, path):
+    atomic_write(path, message.SerializeToString())
+
+
+def caffemodel_layers(path):
+    """The layers of a caffemodel that carry blobs, current (`layer`) or V1 (`layers`)."""
+    net = read_binary(path)
+    layers = [layer for layer in list(net.layer) + list(net.layers) if layer.blobs]
+    if not layers:
+        raise FormatError(f'{path}: parsed as a NetParameter but holds no layer with '
+                          f'weights, so it is not a caffemodel (a prototxt, or another '
+                          f'binary file?). Pass a .caffemodel written by Caffe or a stage.')
+    return layers

@@ -1,0 +1,75 @@
+"""train.log: the lines Caffe prints while a stage trains, and the toolkit's own, in glog's
+format (`I1201 09:35:44.123456 4242 solver.cpp:239] Iteration 20, loss = 3.04`), which
+solve.curves and Caffe's own log parsers read.
+
+    engine   its `caffe_torch` logger is Python logging: a file handler takes its lines
+    pycaffe  Caffe's glog writes from C++ straight to the process's stderr (fd 2), out of
+             Python's reach: `glog_to` puts a pipe on fd 2 while the stage trains, passes
+             every byte on to the real stderr and copies glog's lines into train.log
+
+The toolkit's own lines name their file without a line number (`loop.py]`), so the copy
+never takes them twice; C++ glog lines always carry one (`sgd_solver.cpp:106]`).
+"""
+import contextlib
+import logging
+import os
+import re
+import sys
+import threading
+import time
+
+CAFFE_LINE = re.compile(rb'[IWEF]\d{4} \d\d:\d\d:\d\d\.\d{6} +\d+ [^\s\]]+:\d+\] ')
+_SEVERITY = {logging.WARNING: 'W', logging.ERROR: 'E', logging.CRITICAL: 'F'}
+
+
+class GlogFormatter(logging.Formatter):
+    """glog's line layout for Python log records (severity letter, date, microseconds,
+    process id, file)."""
+
+    def format(self, record):
+        when = time.strftime('%m%d %H:%M:%S', time.localtime(record.created))
+        letter = _SEVERITY.get(record.levelno, 'I')
+        micros = round(record.created % 1 * 1e6) % 1000000
+        return f'{letter}{when}.{micros:06d} {record.process} {record.filename}] ' \
+               f'{record.getMessage()}'
+
+
+@contextlib.contextmanager
+def glog_to(path):
+    """While the block runs, append the glog lines written to fd 2 to `path`; everything
+    written to fd 2 still reaches the original stderr, byte for byte."""
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    pump = threading.Thread(target=_pump, args=(read_end, terminal, path), daemon=True)
+    pump.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(terminal, 2)  # closes the pipe's write end: the pump reads to EOF and stops
+        pump.join()
+        os.close(terminal)
+
+
+def _pump(read_end, terminal, path):
+    pending = b''
+    with os.fdopen(read_end, 'rb', buffering=0) as pipe, open(path, 'ab') as log:
+        while True:
+            chunk = pipe.read(1 << 16)
+            if not chunk:
+                break
+            _write_all(terminal, chunk)
+            *lines, pending = (pending + chunk).split(b'\n')
+            caffe_lines = [line.rsplit(b'\r', 1)[-1] for line in lines]  # after progress bars
+            caffe_lines = [line for line in caffe_lines if CAFFE_LINE.match(line)]
+            if caffe_lines:
+                log.write(b'\n'.join(caffe_lines) + b'\n')
+                log.flush()
+
+
+def _write_all(fd, data):
+    while data:
+        data = data[os.write(fd, data):]
