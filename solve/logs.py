@@ -18,6 +18,8 @@ import sys
 import threading
 import time
 
+import backend
+
 CAFFE_LINE = re.compile(rb'[IWEF]\d{4} \d\d:\d\d:\d\d\.\d{6} +\d+ [^\s\]]+:\d+\] ')
 _SEVERITY = {logging.WARNING: 'W', logging.ERROR: 'E', logging.CRITICAL: 'F'}
 
@@ -32,6 +34,35 @@ class GlogFormatter(logging.Formatter):
         micros = round(record.created % 1 * 1e6) % 1000000
         return f'{letter}{when}.{micros:06d} {record.process} {record.filename}] ' \
                f'{record.getMessage()}'
+
+
+@contextlib.contextmanager
+def train_log(path):
+    """While the block runs, the toolkit's `fcn` lines (also shown on stderr) and Caffe's
+    own go to `path` as well."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(GlogFormatter())
+    loggers = [logging.getLogger('fcn')]
+    if backend.is_engine:
+        loggers.append(logging.getLogger('caffe_torch'))
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    _show_on_stderr(loggers[0])
+    try:
+        with contextlib.nullcontext() if backend.is_engine else glog_to(path):
+            yield
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+        handler.close()
+
+
+def _show_on_stderr(logger):
+    if not any(type(h) is logging.StreamHandler for h in logger.handlers):
+        stream = logging.StreamHandler(sys.stderr)
+        stream.setFormatter(GlogFormatter())
+        logger.addHandler(stream)
 
 
 @contextlib.contextmanager
@@ -63,8 +94,8 @@ def _pump(read_end, terminal, path):
                 break
             _write_all(terminal, chunk)
             *lines, pending = (pending + chunk).split(b'\n')
-            caffe_lines = [line.rsplit(b'\r', 1)[-1] for line in lines]  # after progress bars
-            caffe_lines = [line for line in caffe_lines if CAFFE_LINE.match(line)]
+            found = (CAFFE_LINE.search(line) for line in lines)  # maybe after a progress bar
+            caffe_lines = [m.string[m.start():] for m in found if m]
             if caffe_lines:
                 log.write(b'\n'.join(caffe_lines) + b'\n')
                 log.flush()

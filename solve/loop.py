@@ -19,7 +19,6 @@ import logging
 import os
 import pathlib
 import re
-import sys
 
 import backend
 from backend import caffe, caffe_pb2, files
@@ -29,7 +28,7 @@ from nets.generate import NETS
 from nets.models import MODELS
 from solve import score, stages
 from solve.console import ProgressBar
-from solve.logs import GlogFormatter, glog_to
+from solve.logs import train_log
 
 log = logging.getLogger('fcn.solve')
 SCORE_FIELDS = ['iteration', 'head', 'loss', 'pixel_accuracy', 'mean_accuracy', 'mean_iu',
@@ -105,16 +104,11 @@ def train(model_id, init, out_root, rounds=None, step=None, resume=None, progres
     folder.mkdir(parents=True, exist_ok=True)
     check_datasets(model_id)
     root = caffe.solver_rank() == 0  # in data-parallel runs, rank 0 alone scores and writes
-    handler = _log_to(folder / 'train.log') if root else None
-    try:
-        with _caffe_log(folder / 'train.log', root):
-            _train(model_id, init, folder, rounds, step, resume, progress, root)
+    with train_log(folder / 'train.log') if root else contextlib.nullcontext():
+        _train(model_id, init, folder, rounds, step, resume, progress, root)
         if root:
             _save_final(folder, final_weights(out_root, model_id))
             log.info('%s done: %s', model_id, final_weights(out_root, model_id))
-    finally:
-        if handler:
-            _stop_logging(handler)
     return final_weights(out_root, model_id)
 
 
@@ -140,12 +134,6 @@ def _save_final(folder, target):
     """The stage's result under its predictable name, in one step: a stage counts as done
     once this name exists."""
     os.replace(folder / 'final.caffemodel', target)
-
-
-def _caffe_log(path, root):
-    """Caffe's own lines into train.log: the engine's through logging (see _log_to),
-    pycaffe's from its stderr."""
-    return glog_to(path) if root and not backend.is_engine else contextlib.nullcontext()
 
 
 class _RoundProgress:
@@ -229,28 +217,6 @@ def _append_scores(path, iteration, results):
 def _plot(folder):
     from solve.curves import plot_curves
     plot_curves(folder / 'train.log', folder / 'curves.png')
-
-
-def _log_to(path):
-    handler = logging.FileHandler(path)
-    handler.setFormatter(GlogFormatter())
-    for name in ('caffe_torch', 'fcn'):
-        logger = logging.getLogger(name)
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-    console = logging.getLogger('fcn')
-    if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
-               for h in console.handlers):
-        stream = logging.StreamHandler(sys.stderr)
-        stream.setFormatter(GlogFormatter())
-        console.addHandler(stream)
-    return handler
-
-
-def _stop_logging(handler):
-    for name in ('caffe_torch', 'fcn'):
-        logging.getLogger(name).removeHandler(handler)
-    handler.close()
 
 
 def default_out():

@@ -23,3 +23,18 @@ def newcomer(tmp_path, monkeypatch):
     monkeypatch.setenv('FCN_WEIGHTS', str(tmp_path / 'weights'))
     monkeypatch.setenv('FCN_OUT', str(tmp_path / 'out'))
     return tmp_path
+
+
+@pytest.fixture
+def tiny_demo(newcomer, monkeypatch):
+    """The demo's two sets at their smallest: 64-px scenes, 128-px objects (fc6 needs 128)."""
+    from dataset_fixtures import set_dataset_env
+    from solve import demo_data
+    data = newcomer / 'data' / 'demo'
+    voc = demo_data.make_segmentation_set(data / 'voc', n_train=4, n_val=2, size=64, seed=3)
+    classes = demo_data.make_classification_set(data / 'classes', n_per_class=2, seed=3,
+                                                n_val_per_class=1)
+    for folder in (voc, classes):
+        (folder / 'seed.txt').write_text('3\n')  # as solve.demo draws them
+    set_dataset_env(monkeypatch, demo_voc=voc, demo_classes=classes)
+    return newcomer

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dataset_fixtures import set_dataset_env
-from solve import cli, demo, demo_data
+from solve import cli, demo
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 QUICK = ['--iterations', '4', '--step', '2', '--no-progress']
@@ -33,19 +32,6 @@ solver.Solver.snapshot = snapshot_then_die
 from solve import cli
 sys.exit(cli.main(cli.get_args_parser('demo-fcn16s').parse_args(sys.argv[1:]), 'demo-fcn16s'))
 '''
-
-
-@pytest.fixture
-def tiny_demo(newcomer, monkeypatch):
-    """The demo's two sets at their smallest: 64-px scenes, 128-px objects (fc6 needs 128)."""
-    data = newcomer / 'data' / 'demo'
-    voc = demo_data.make_segmentation_set(data / 'voc', n_train=4, n_val=2, size=64, seed=3)
-    classes = demo_data.make_classification_set(data / 'classes', n_per_class=2, seed=3,
-                                                n_val_per_class=1)
-    for folder in (voc, classes):
-        (folder / 'seed.txt').write_text('3\n')  # as solve.demo draws them
-    set_dataset_env(monkeypatch, demo_voc=voc, demo_classes=classes)
-    return newcomer
 
 
 def _main(argv, model_id):

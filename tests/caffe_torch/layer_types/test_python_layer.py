@@ -36,6 +36,31 @@ USER_MODULE = textwrap.dedent('''
             self.blobs[0].diff[...] += top[0].diff.sum()
 
 
+    class Probe(Layer):
+        """Records what pycaffe allows on bottom/top, and what it refuses, per param_str."""
+
+        def setup(self, bottom, top):
+            self.seen = {'len': (len(bottom), len(top)), 'last': bottom[-1] is bottom[1]}
+            attempts = {'iterate': lambda: [b for b in bottom], 'zip': lambda: list(zip(top)),
+                        'slice': lambda: bottom[0:1], 'in': lambda: bottom[0] in bottom,
+                        'float index': lambda: top[0.0], 'past the end': lambda: bottom[2]}
+            for name, attempt in attempts.items():
+                try:
+                    attempt()
+                    self.seen[name] = 'allowed'
+                except (TypeError, IndexError) as e:
+                    self.seen[name] = (type(e).__name__, str(e))
+
+        def reshape(self, bottom, top):
+            top[0].reshape(1)
+
+        def forward(self, bottom, top):
+            top[0].data[...] = 0
+
+        def backward(self, top, propagate_down, bottom):
+            self.propagate_down = list(propagate_down)
+
+
     class SumLoss(Layer):
         """A scalar loss written in Python: the sum of the bottom."""
 
@@ -98,6 +123,22 @@ def test_forward_backward_and_blobs(user_module):
     np.testing.assert_allclose(r['param_diffs'][0], [3.0])
 
 
+def test_bottom_and_top_are_pycaffe_raw_blob_vectors(user_module):
+    """As pycaffe's RawBlobVec: len() and integer indexing (negative too); iterating, zip,
+    slicing, `in` and float indices raise TypeError saying how to write it instead, so a
+    layer tested here does not break on pycaffe."""
+    two = [np.zeros(1, np.float32), np.ones(1, np.float32)]
+    layer, _, _ = make_layer(_python(user_module, 'Probe'), two)
+    seen = layer.seen
+    assert seen['len'] == (2, 1) and seen['last'] is True
+    for name in ('iterate', 'zip', 'slice', 'in', 'float index'):
+        kind, message = seen[name]
+        assert kind == 'TypeError', name
+        assert 'No to_python (by-value) converter found for C++ type: caffe::Blob<float>*' \
+            in message and 'range(len(top))' in message
+    assert seen['past the end'][0] == 'IndexError'
+
+
 def test_python_layer_gradient(user_module):
     """A correct Python layer passes the finite-difference check, its blob included."""
     x = np.random.RandomState(0).randn(2, 3).astype(np.float32)
@@ -133,7 +174,7 @@ def test_catch_missing_module(user_module):
 
 def test_catch_missing_class(user_module):
     """A class missing from the module is an error listing its Layer classes."""
-    with pytest.raises(LayerSetupError, match=r'no class "Scal".*Broken, Scale, SumLoss'):
+    with pytest.raises(LayerSetupError, match=r'no class "Scal".*Broken, Probe, Scale, SumLoss'):
         make_layer(_python(user_module, 'Scal'), [])
 
 
