@@ -18,8 +18,9 @@ Each layer maps its bottom's coordinates to its top's:
 on the way, and `crop` turns the result into the Crop layer that aligns one top with
 another: for FCN-32s, ``crop(n.upscore, n.data)`` finds offset 19.
 
-Departures from pycaffe: failures raise CoordMapError (a RuntimeError and ValueError)
-naming the tops, the values and a fix, never an AssertionError; 2-D ``kernel_h`` /
+Failures raise CoordMapError (a RuntimeError and ValueError) naming the tops, the values
+and a fix; `crop`'s checks, which pycaffe asserts, raise CropError, an AssertionError too, so
+code catching pycaffe's AssertionError still catches them. Departures from pycaffe: 2-D ``kernel_h`` /
 ``kernel_w``, ``pad_h`` / ``pad_w``, ``stride_h`` / ``stride_w`` are supported, as are
 parameters given inside ``convolution_param`` / ``pooling_param`` dicts (pycaffe read only
 ``convolution_param`` and refused the _h/_w fields); global pooling stops the walk
@@ -45,6 +46,10 @@ PASS_THROUGH_LAYERS = ['AbsVal', 'BatchNorm', 'Bias', 'BNLL', 'Dropout',
 
 _CONV_LIKE = ('Convolution', 'Pooling', 'Im2col')
 _TOLERANCE = 1e-9
+
+
+class CropError(CoordMapError, AssertionError):
+    """Two tops that no Crop can align: scale not 1, negative or fractional offset."""
 
 
 class UndefinedMapException(CoordMapError):
@@ -273,18 +278,18 @@ def crop(top_from, top_to):
 def _check_crop(top_from, top_to, a, b):
     pair = 'cannot crop %s to %s' % (_describe(top_from), _describe(top_to))
     if not np.all(np.abs(a - 1) <= _TOLERANCE):
-        raise CoordMapError(
+        raise CropError(
             '%s: scale mismatch, the coordinate map between them has scale a = %s where '
             'it must be 1 on every axis; make the upsampling (Deconvolution stride) equal '
             'the total downsampling (product of Convolution/Pooling strides) between them'
             % (pair, a.tolist()))
     if np.any(b > _TOLERANCE):
-        raise CoordMapError(
+        raise CropError(
             '%s: it would need a negative offset (map shift b = %s, offset = -b); the '
             'first top does not cover the second. Pad the input more (FCN pads conv1_1 '
             'by 100) or lower the Deconvolution pad' % (pair, b.tolist()))
     if not np.all(np.abs(np.round(b) - b) <= _TOLERANCE):
-        raise CoordMapError(
+        raise CropError(
             '%s: non-integer offset (map shift b = %s, offset = -b); the two grids are '
             'misaligned by a fraction of a pixel. Use odd kernel sizes, or kernel size '
             '= 2 x stride for the Deconvolution, so the centres align' % (pair, b.tolist()))

@@ -13,10 +13,14 @@ import numpy as np
 import torch
 
 from caffe_torch import formats, io
-from caffe_torch.errors import CaffemodelError
+from caffe_torch.errors import CaffeError, CaffemodelError
 from caffe_torch.proto import caffe_pb2
 
 HDF5 = caffe_pb2.SolverParameter.HDF5
+
+
+class SnapshotFolderError(CaffeError, FileNotFoundError):
+    """A snapshot_prefix whose folder does not exist."""
 
 
 def snapshot_filename(solver, extension):
@@ -29,8 +33,12 @@ def snapshot(solver):
     model = snapshot_filename(solver, '.caffemodel.h5' if h5 else '.caffemodel')
     state = snapshot_filename(solver, '.solverstate.h5' if h5 else '.solverstate')
     folder = os.path.dirname(model)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
+    if folder and not os.path.isdir(folder):
+        raise SnapshotFolderError(
+            f'cannot snapshot to {model}: the folder {folder} of snapshot_prefix '
+            f'"{solver.param.snapshot_prefix}" does not exist. Caffe does not create it '
+            f'(it aborts: io.cpp:69 Check failed: proto.SerializeToOstream); create the '
+            f'folder before training, or fix snapshot_prefix.')
     if h5:
         solver.net.save_hdf5(model, write_diff=solver.param.snapshot_diff)
         _write_state_hdf5(solver, model, state)
@@ -51,19 +59,34 @@ def _state_proto(solver, model):
 
 
 def _write_state_hdf5(solver, model, path):
+    """SGDSolver::SnapshotSolverStateToHDF5's layout, which Caffe's restore reads back:
+    iter and current_step scalar native ints (H5LTmake_dataset_int), learned_net a scalar
+    fixed-length null-terminated ASCII string of strlen + 1 bytes (H5LTmake_dataset_string;
+    Caffe reads it into a buffer of the type's size, so a variable-length string reads as
+    garbage), history/<i> float32 datasets of each blob's shape."""
     tmp = f'{path}.tmp{os.getpid()}'
     try:
         with h5py.File(tmp, 'w') as f:
-            f['iter'] = np.array([solver.iter], np.int32)
-            f['learned_net'] = model
-            f['current_step'] = np.array([solver.current_step], np.int32)
+            f['iter'] = np.int32(solver.iter)
+            _write_c_string(f, 'learned_net', model)
+            f['current_step'] = np.int32(solver.current_step)
             history = f.create_group('history')
             for i, blob in enumerate(solver.history):
-                history[str(i)] = blob.data
+                history[str(i)] = np.asarray(blob.data, np.float32)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _write_c_string(h5file, name, text):
+    data = os.fsencode(text) + b'\0'
+    string_type = h5py.h5t.C_S1.copy()  # ASCII, null-terminated, as H5T_C_S1
+    string_type.set_size(len(data))
+    dataset = h5py.h5d.create(h5file.id, name.encode(), string_type,
+                              h5py.h5s.create(h5py.h5s.SCALAR))
+    dataset.write(h5py.h5s.ALL, h5py.h5s.ALL, np.array(data, f'S{len(data)}'),
+                  mtype=string_type)
 
 
 def restore(solver, path):

@@ -45,25 +45,30 @@ def single(dataset, split, trunk='vgg16', stride=32, atonce=False, normalize=Fal
 
 
 def nyud(split, modalities='color', stride=32):
-    """NYUDv2 nets; the data tops are named after the modalities they carry."""
+    """NYUDv2 nets, named as fcn's: one stream reads its modality (param_str 'tops') into
+    the top `data`; two streams name their tops after the modalities and average their
+    scores into `score_fused`."""
     streams = modalities.split('-')
     inputs = ['color', 'depth'] if streams == ['color', 'd'] else streams
     n = caffe.NetSpec()
     tops = inputs + ([] if split == 'deploy' else ['label'])
-    for name, top in zip(tops, data_tops('nyud', split, tops)):
+    names = ['data'] + tops[1:] if len(streams) == 1 else tops
+    for name, top in zip(names, data_tops('nyud', split, tops)):
         n[name] = top
     train, classes = split != 'deploy', DATASETS['nyud']['classes']
+    scores = 'score_fr'
     if streams == ['color', 'd']:
         n.data = L.Concat(n.color, n.depth)
         fr = score(vgg16_trunk(n, n.data, first_conv='conv1_1_bgrd', train=train), classes)
         reference = n.data
     elif len(streams) == 1:
-        fr = score(vgg16_trunk(n, n[streams[0]], train=train), classes)
-        reference = n[streams[0]]
+        fr = score(vgg16_trunk(n, n.data, train=train), classes)
+        reference = n.data
     else:
         fr, reference = _late_fusion(n, streams, classes, stride, train), n[streams[0]]
-    n.score_fr = fr
-    n.score = fcn_head(n, n.score_fr, classes, stride, reference)
+        scores = 'score_fused'
+    n[scores] = fr
+    n.score = fcn_head(n, n[scores], classes, stride, reference)
     if train:
         n.loss = loss(n.score, n.label)
     return n.to_proto()

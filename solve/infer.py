@@ -81,16 +81,21 @@ def _depth(path):
     return (np.log(depth) - np.float32(nyud.LOG_DEPTH_MEAN))[np.newaxis]
 
 
-def preparers(dataset):
+def preparers(dataset, model_id=None):
     """{input blob: image file -> C x H x W float32} as the dataset's data layer prepares
     its tops: the BGR mean is the layer's (or the dataset's param_str 'mean'), as is the
-    scale after it (param_str 'scale', default 1)."""
+    scale after it (param_str 'scale', default 1). A one-stream NYUD net reads its
+    modality into `data`."""
     spec = DATASETS[dataset]
     layer = getattr(importlib.import_module(spec['module']), spec['val'][0])
     mean = spec['extra'].get('mean', layer.mean)
-    if dataset == 'nyud':
-        return {'color': _bgr(mean), 'hha': _hha, 'depth': _depth}
-    return {'data': _bgr(mean, spec['extra'].get('scale', 1.0))}
+    if dataset != 'nyud':
+        return {'data': _bgr(mean, spec['extra'].get('scale', 1.0))}
+    prepare = {'color': _bgr(mean), 'hha': _hha, 'depth': _depth}
+    modality = MODELS[model_id]['build'].keywords.get('modalities') if model_id else None
+    if modality in prepare:
+        prepare['data'] = prepare[modality]
+    return prepare
 
 
 def list_images(paths):
@@ -126,7 +131,7 @@ def parse_extras(items):
 
 def check_inputs(net, model_id, dataset, extras):
     """The net's inputs must be the positional images plus exactly the --extra names."""
-    prepare = preparers(dataset)
+    prepare = preparers(dataset, model_id)
     inputs = list(net.inputs)
     unknown = [name for name in inputs if name not in prepare]
     if unknown:
@@ -221,7 +226,7 @@ def run(args):
     palette = make_palette(args.palette, dataset)
     net = load_net(args, args.model)
     check_inputs(net, args.model, dataset, extras)
-    prepare, first = preparers(dataset), net.inputs[0]
+    prepare, first = preparers(dataset, args.model), net.inputs[0]
     args.out.mkdir(parents=True, exist_ok=True)
     bar, report = ProgressBar(len(files)), []
     for done, image in enumerate(files, 1):

@@ -265,8 +265,11 @@ def test_catch_global_pooling_stops_walk():
 
 
 def test_catch_scale_mismatch():
-    """Cropping a 3x-pooled, 2x-upsampled top to the data raises a scale mismatch."""
+    """Cropping a 3x-pooled, 2x-upsampled top to the data raises a scale mismatch, an
+    AssertionError as in pycaffe's test_catch_scale_mismatch."""
     n = coord_net_spec(pool=3, dstride=2)
+    with pytest.raises(AssertionError):
+        crop(n.deconv, n.data)
     with pytest.raises(CoordMapError, match=r"cannot crop 'deconv' .* to 'data' .*scale "
                                             r"mismatch.*a = \[1\.5\]"):
         crop(n.deconv, n.data)
@@ -275,6 +278,8 @@ def test_catch_scale_mismatch():
 def test_catch_negative_crop():
     """A top smaller than the reference (deconv pad 10) would need a negative offset."""
     n = coord_net_spec(dpad=10)
+    with pytest.raises(AssertionError):  # as pycaffe's test_catch_negative_crop
+        crop(n.deconv, n.data)
     with pytest.raises(CoordMapError, match=r"negative offset \(map shift b = \[10\.0\].*"
                                             r"Pad the input more"):
         crop(n.deconv, n.data)

@@ -79,3 +79,44 @@ def test_caffe_snapshot_restores_and_continues(monkeypatch, name, steps):
         ref = _params(straight.net)[key]
         base = trajectory[f'step{steps}/{key}']
         assert rel_error(value - base, ref - base) < 1e-3, key
+
+
+@pytest.mark.parametrize('name, steps', RUNS)
+def test_hdf5_solverstate_has_caffes_layout(monkeypatch, tmp_path, name, steps):
+    """Caffe's state, restored and written as HDF5, has the types SGDSolver's
+    SnapshotSolverStateToHDF5 writes (hdf5.cpp: H5LTmake_dataset_int, _string, _float),
+    which Caffe's RestoreSolverStateFromHDF5 needs, and holds Caffe's values."""
+    import h5py
+    from caffe_torch import formats, io
+    from caffe_torch.proto import caffe_pb2
+    tiny_fcn_env(monkeypatch)
+    caffe_state = formats.read_binaryproto(f'tiny_fcn/caffe_{name}_iter_{steps}.solverstate',
+                                           caffe_pb2.SolverState)
+    solver = _solver(name)
+    solver.restore(f'tiny_fcn/caffe_{name}_iter_{steps}.solverstate')
+    solver.param.snapshot_format = caffe_pb2.SolverParameter.HDF5
+    solver.param.snapshot_prefix = str(tmp_path / 'ours')
+    path = solver.snapshot()
+    with h5py.File(path, 'r') as f:
+        assert sorted(f) == ['current_step', 'history', 'iter', 'learned_net']
+        for field, want in (('iter', caffe_state.iter),
+                            ('current_step', caffe_state.current_step)):
+            assert f[field].shape == () and f[field].dtype == np.dtype('<i4')
+            assert int(f[field][()]) == want
+        text = f['learned_net']
+        kind = text.id.get_type()
+        model = str(tmp_path / f'ours_iter_{steps}.caffemodel.h5').encode()
+        assert text.shape == () and not kind.is_variable_str()
+        assert (kind.get_size(), kind.get_strpad(), kind.get_cset()) == \
+            (len(model) + 1, h5py.h5t.STR_NULLTERM, h5py.h5t.CSET_ASCII)
+        assert text[()] == model
+        assert sorted(f['history'], key=int) == [str(i) for i in range(len(caffe_state.history))]
+        for i, blob in enumerate(caffe_state.history):
+            ours = f['history'][str(i)]
+            assert ours.dtype == np.dtype('<f4')
+            np.testing.assert_array_equal(ours[()], io.blobproto_to_array(blob))
+    again = _solver(name)
+    again.restore(path)
+    assert (again.iter, again.current_step) == (caffe_state.iter, caffe_state.current_step)
+    for key, value in _params(again.net).items():
+        np.testing.assert_array_equal(value, _params(solver.net)[key])

@@ -68,21 +68,13 @@ def _wrap_net(inner):
 
 
 class Solver(_Strict):
-    NAMES = frozenset({'iter', 'add_callback', 'solve', 'step', 'restore', 'share_weights',
-                       'apply_update'})
+    NAMES = frozenset({'iter', 'add_callback', 'solve', 'step', 'restore', 'snapshot',
+                       'share_weights', 'apply_update'})
 
     def __init__(self, inner):
         super().__init__(inner)
         object.__setattr__(self, 'net', _wrap_net(inner.net))
         object.__setattr__(self, 'test_nets', [_wrap_net(n) for n in inner.test_nets])
-
-    def snapshot(self):
-        """Caffe writes into the snapshot prefix's folder and aborts when it is missing."""
-        folder = os.path.dirname(self._inner.param.snapshot_prefix) or '.'
-        if not os.path.isdir(folder):
-            raise RuntimeError('io.cpp:69] Check failed: proto.SerializeToOstream(&output) '
-                               f'(the snapshot folder {folder} does not exist)')
-        self._inner.snapshot()
 
 
 def get_solver(filename):
