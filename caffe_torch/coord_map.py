@@ -19,9 +19,9 @@ on the way, and `crop` turns the result into the Crop layer that aligns one top 
 another: for FCN-32s, ``crop(n.upscore, n.data)`` finds offset 19.
 
 Failures raise CoordMapError (a RuntimeError and ValueError) naming the tops, the values
-and a fix; `crop`'s checks, which pycaffe asserts, raise CropError, an AssertionError too, so
-code catching pycaffe's AssertionError still catches them. Departures from pycaffe: 2-D ``kernel_h`` /
-``kernel_w``, ``pad_h`` / ``pad_w``, ``stride_h`` / ``stride_w`` are supported, as are
+and a fix; `crop`'s checks, which pycaffe asserts, raise CropError, an AssertionError too,
+so code catching pycaffe's AssertionError still catches them. Departures from pycaffe: 2-D
+``kernel_h`` / ``kernel_w``, ``pad_h`` / ``pad_w``, ``stride_h`` / ``stride_w`` are supported, as are
 parameters given inside ``convolution_param`` / ``pooling_param`` dicts (pycaffe read only
 ``convolution_param`` and refused the _h/_w fields); global pooling stops the walk
 instead of failing on a missing kernel size; `crop` of two tops related only by

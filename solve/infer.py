@@ -282,7 +282,8 @@ def get_args_parser():
 def main(args):
     try:
         run(args)
-    except (InferError, OSError, FormatError, GPUError, *backend.input_errors()) as e:  # OSError: unwritable --out, bad palette
+    # OSError: an unwritable --out, a bad palette
+    except (InferError, OSError, FormatError, GPUError, *backend.input_errors()) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     return 0
