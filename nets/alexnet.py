@@ -16,12 +16,14 @@ CAFFENET = [  # name, kernel, outputs, stride, pad, group, pool+norm after
     ('conv5', 3, 256, 1, 1, 2, 'pool')]
 
 
-def caffenet_convs(n, bottom, first_pad=100):
-    """conv1 .. pool5 with CaffeNet's pooling and LRN; Caffe's default multipliers."""
+def caffenet_convs(n, bottom, first_pad=100, every_group=False):
+    """conv1 .. pool5 with CaffeNet's pooling and LRN; Caffe's default multipliers.
+    `every_group` writes `group: 1` too (FCN-AlexNet's net.py), else only groups of 2
+    (BVLC's CaffeNet deploy)."""
     for i, (name, ks, nout, stride, pad, group, after) in enumerate(CAFFENET, 1):
         n[name], n[f'relu{i}'] = conv_relu(bottom, nout, ks=ks, stride=stride,
-                                           pad=first_pad if i == 1 else pad, group=group,
-                                           param=None)
+                                           pad=first_pad if i == 1 else pad, param=None,
+                                           group=group if every_group or group != 1 else None)
         bottom = n[f'relu{i}']
         if after:
             n[f'pool{i}'] = max_pool(bottom, 3, 2)
@@ -34,4 +36,5 @@ def caffenet_convs(n, bottom, first_pad=100):
 
 def caffenet_trunk(n, bottom, train=True):
     """The FCN trunk: conv1 (pad 100) .. pool5, fc6 as a 6x6 and fc7 as a 1x1 convolution."""
-    return fc_layers(n, caffenet_convs(n, bottom), 6, train=train, param=None)
+    return fc_layers(n, caffenet_convs(n, bottom, every_group=True), 6, train=train,
+                     param=None, group=1)

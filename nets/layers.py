@@ -13,11 +13,12 @@ LEARNED = [dict(lr_mult=1, decay_mult=1), dict(lr_mult=2, decay_mult=0)]
 FROZEN = [dict(lr_mult=0)]
 
 
-def conv_relu(bottom, nout, ks=3, stride=1, pad=1, group=1, param=LEARNED, fillers=None):
+def conv_relu(bottom, nout, ks=3, stride=1, pad=1, group=None, param=LEARNED, fillers=None):
     """Convolution plus in-place ReLU; `param=None` leaves Caffe's defaults (AlexNet);
+    `group` None leaves it out, 1 writes `group: 1` (as fcn's AlexNet net.py does);
     `fillers` ({'weight_filler': ..., 'bias_filler': ...}) for nets trained from scratch."""
     kwargs = dict(kernel_size=ks, stride=stride, num_output=nout, pad=pad)
-    if group != 1:
+    if group is not None:
         kwargs['group'] = group
     if param is not None:
         kwargs['param'] = param
@@ -48,7 +49,7 @@ def loss(score_top, label, normalize=False):
 
 
 def fc_layers(n, bottom, ks, suffix='', train=True, param=LEARNED, dropout_ratio=0.5,
-              convolutional=True, width=4096, fillers=None):
+              convolutional=True, width=4096, fillers=None, group=None):
     """fc6 and fc7 (`width` outputs) with ReLU (and dropout when training): as 1x1-style
     convolutions of kernel `ks` for an FCN, or as InnerProduct layers for the ImageNet
     classifier (`fillers` as conv_relu's, for a classifier trained from scratch)."""
@@ -56,7 +57,7 @@ def fc_layers(n, bottom, ks, suffix='', train=True, param=LEARNED, dropout_ratio
         index = name[2:]
         if convolutional:
             n[name + suffix], n[f'relu{index}{suffix}'] = conv_relu(
-                bottom, width, ks=kernel, pad=0, param=param, fillers=fillers)
+                bottom, width, ks=kernel, pad=0, param=param, fillers=fillers, group=group)
         else:
             n[name + suffix] = L.InnerProduct(bottom, num_output=width, **(fillers or {}))
             n[f'relu{index}{suffix}'] = L.ReLU(n[name + suffix], in_place=True)
