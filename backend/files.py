@@ -83,6 +83,37 @@ def write_binary(message, path):
     atomic_write(path, message.SerializeToString())
 
 
+def weights(path):
+    """{layer: [float32 arrays]} of a caffemodel, binary (current or V1 layers) or HDF5
+    (`.h5`: Net::ToHDF5's /data/<layer>/<i>), in the file's order."""
+    if os.fspath(path).endswith(('.h5', '.hdf5')):
+        return _hdf5_weights(path)
+    from backend import caffe
+    return {layer.name: [caffe.io.blobproto_to_array(b).astype('float32') for b in layer.blobs]
+            for layer in caffemodel_layers(path)}
+
+
+def weight_names(path):
+    """The names of the layers a caffemodel (binary or HDF5) gives weights to."""
+    if os.fspath(path).endswith(('.h5', '.hdf5')):
+        return list(_hdf5_weights(path, arrays=False))
+    return [layer.name for layer in caffemodel_layers(path)]
+
+
+def _hdf5_weights(path, arrays=True):
+    import h5py
+    try:
+        with h5py.File(path, 'r') as f:
+            data = f['data']
+            found = {name: [data[name][str(i)][()] if arrays else None
+                            for i in range(len(data[name]))] for name in data}
+    except (OSError, KeyError) as e:
+        raise FormatError(f'{path}: not a readable HDF5 caffemodel ({e}); expected the '
+                          f'/data/<layer>/<i> datasets Net::save_hdf5 writes. The file is '
+                          f'damaged or of another kind.') from None
+    return {name: blobs for name, blobs in found.items() if blobs}
+
+
 def caffemodel_layers(path):
     """The layers of a caffemodel that carry blobs, current (`layer`) or V1 (`layers`)."""
     net = read_binary(path)

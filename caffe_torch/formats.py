@@ -161,4 +161,11 @@ def _unknown_field_hint(message_name, field):
     close = difflib.get_close_matches(field, names, n=3)
     if close:
         return f'did you mean {" or ".join(repr(c) for c in close)}?'
+    outer = [m for m in ('NetParameter', 'SolverParameter', 'LayerParameter')
+             if m != message_name and field in getattr(caffe_pb2, m).DESCRIPTOR.fields_by_name]
+    if outer:
+        return (f'"{field}" is a field of {outer[0]}, not of {message_name}: is a closing '
+                f'"}}" missing above this line?')
+    if len(names) > 12:
+        return f'see message {message_name} in caffe.proto for its {len(names)} fields.'
     return f'{message_name} has the fields {", ".join(names)}.'

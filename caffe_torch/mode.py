@@ -69,6 +69,18 @@ def generator(dev=None):
     return gen
 
 
+def rng_state():
+    """The state of every generator made so far, {device: uint8 state bytes}: what a
+    solverstate leaves out and an exact resume needs (Dropout's draws)."""
+    return {key: bytes(gen.get_state().numpy()) for key, gen in _state['generators'].items()}
+
+
+def set_rng_state(states):
+    """Put back what rng_state returned."""
+    for key, data in states.items():
+        generator(key).set_state(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+
+
 # Data-parallel training (pycaffe's names): how many solvers train together, which one this
 # process is. Rank 0 is the root solver: it alone tests, logs and snapshots.
 def set_solver_count(count):

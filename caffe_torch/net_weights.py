@@ -21,6 +21,7 @@ def copy_from(net, path):
     if str(path).endswith(('.h5', '.hdf5')):
         return load_hdf5(net, path)
     source = formats.read_net_binary(path)
+    pairs = []  # everything is checked before anything is copied: no half-loaded net
     for source_layer in source.layer:
         layer = net.layer_dict.get(source_layer.name)
         if layer is None or not source_layer.blobs and not layer.blobs:
@@ -30,7 +31,13 @@ def copy_from(net, path):
             if not io.shape_equals(blob.shape, proto):
                 raise CaffemodelError(_shape_message(path, layer, j, io.blob_shape(proto),
                                                      blob.shape))
-            _load_proto(blob, proto)
+            pairs.append((blob, _values(proto.data, proto.double_data, blob),
+                          _values(proto.diff, proto.double_diff, blob)
+                          if len(proto.diff) or len(proto.double_diff) else None))
+    for blob, data, diff in pairs:
+        blob.data_tensor.copy_(torch.from_numpy(data))
+        if diff is not None:
+            blob.diff_tensor.copy_(torch.from_numpy(diff))
 
 
 def _check_blob_count(layer, count, path):
@@ -46,13 +53,6 @@ def _shape_message(path, layer, j, source_shape, target_shape):
             f'mismatch. Source param shape is {tuple(source_shape)}; target param shape '
             f'is {tuple(target_shape)}. To learn this layer\'s parameters from scratch '
             f'rather than copying from a saved net, rename the layer.')
-
-
-def _load_proto(blob, proto):
-    """Blob::FromProto without reshape: data, and diff when the proto carries one."""
-    blob.data_tensor.copy_(torch.from_numpy(_values(proto.data, proto.double_data, blob)))
-    if len(proto.diff) or len(proto.double_diff):
-        blob.diff_tensor.copy_(torch.from_numpy(_values(proto.diff, proto.double_diff, blob)))
 
 
 def _values(single, double, blob):
@@ -123,26 +123,41 @@ def save_hdf5(net, path, write_diff=False):
 
 
 def load_hdf5(net, path):
-    """Net::CopyTrainedLayersFromHDF5: by layer name; absent datasets only for shared params."""
-    with h5py.File(path, 'r') as f:
-        data = f['data']
-        for name in data:
-            layer = net.layer_dict.get(name)
-            if layer is None:
-                continue
-            layer_id = net._layer_names.index(name)
-            if len(data[name]) > len(layer.blobs):
-                _check_blob_count(layer, len(data[name]), path)
-            for j, blob in enumerate(layer.blobs):
-                _load_dataset(net, path, layer, layer_id, j, blob, data[name])
+    """Net::CopyTrainedLayersFromHDF5: by layer name; absent datasets only for shared params.
+    Everything is read and checked before anything is copied."""
+    try:
+        with h5py.File(path, 'r') as f:
+            pairs = _hdf5_pairs(net, path, f['data'])
+    except (OSError, KeyError) as e:
+        raise CaffemodelError(f'{path}: not a readable HDF5 caffemodel ({e}); expected the '
+                              f'/data/<layer>/<i> datasets Caffe\'s Net::ToHDF5 writes. The '
+                              f'file is damaged or of another kind.') from None
+    for blob, values in pairs:
+        blob.data_tensor.copy_(torch.from_numpy(values))
 
 
-def _load_dataset(net, path, layer, layer_id, j, blob, group):
+def _hdf5_pairs(net, path, data):
+    pairs = []
+    for name in data:
+        layer = net.layer_dict.get(name)
+        if layer is None:
+            continue
+        layer_id = net._layer_names.index(name)
+        if len(data[name]) > len(layer.blobs):
+            _check_blob_count(layer, len(data[name]), path)
+        for j, blob in enumerate(layer.blobs):
+            values = _dataset(net, path, layer, layer_id, j, blob, data[name])
+            if values is not None:
+                pairs.append((blob, values))
+    return pairs
+
+
+def _dataset(net, path, layer, layer_id, j, blob, group):
     if str(j) not in group:
         if net.param_owners[net.param_ids[layer_id][j]] != -1:
-            return  # a shared param: its owner's dataset carries it
+            return None  # a shared param: its owner's dataset carries it
         _check_blob_count(layer, len(group), path)
     values = np.asarray(group[str(j)], dtype=np.float32)
     if values.shape != blob.shape:
         raise CaffemodelError(_shape_message(path, layer, j, values.shape, blob.shape))
-    blob.data_tensor.copy_(torch.from_numpy(values))
+    return values

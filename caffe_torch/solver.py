@@ -168,6 +168,15 @@ class Solver:
             if bad:
                 where = f'layer "{name}" is the first to output non-finite values'
                 break
+        bad_params = [name for name, blobs in self.net.params.items()
+                      if any(not np.isfinite(b.data).all() for b in blobs)]
+        if bad_params:
+            return (f'iteration {self.iter}: loss is {loss}; the weights of layer(s) '
+                    f'{", ".join(bad_params[:5])} hold NaN or Inf'
+                    + (' before any update: the initial weights (the caffemodel copied in) '
+                       'are damaged; load a sound one' if self.iter == 0 else
+                       '; lower base_lr (FCN\'s unnormalized loss needs rates near 1e-10) '
+                       'or clip with clip_gradients') + '.')
         return (f'iteration {self.iter}: loss is {loss}; {where}. Lower base_lr (FCN\'s '
                 f'unnormalized loss needs rates near 1e-10), check the data and the '
                 f'weights, or clip with clip_gradients.')

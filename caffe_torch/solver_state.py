@@ -140,12 +140,14 @@ def _read_hdf5_fields(path):
 
 
 def _locate(model, state_path):
-    """learned_net as written (relative to where training ran), else beside the state."""
-    if os.path.exists(model):
-        return model
+    """The weights beside the state first (a snapshot folder copied or moved elsewhere must
+    not load the original's), else learned_net as written (relative to where training
+    ran, as Caffe reads it)."""
     beside = os.path.join(os.path.dirname(state_path), os.path.basename(model))
     if os.path.exists(beside):
         return beside
+    if os.path.exists(model):
+        return model
     raise FileNotFoundError(f'{state_path}: its weights file {model} is missing (also '
                             f'looked for {beside}); copy the .caffemodel next to the '
                             f'.solverstate')

@@ -30,7 +30,7 @@ import scipy.io
 from PIL import Image
 
 from backend import caffe
-from data_layers.paths import DEFAULTS, DatasetMissingError, dataset_dir, missing_message
+from data_layers.paths import DEFAULTS, DatasetMissingError, dataset_dir, incomplete_message
 
 REQUIRED = object()
 VOID = 255
@@ -205,6 +205,23 @@ class SegDataLayer(caffe.Layer):
             top[i].data[...] = array
         self.advance()
 
+    # -- what a solverstate leaves out (solve.resume_state saves it beside) -------------------
+    def get_state(self):
+        """Read position and random state, JSON-ready."""
+        return {'idx': self.idx, 'rng': _plain(self.rng.getstate()) if self.rng else None}
+
+    def set_state(self, state):
+        """Continue from `state` (of get_state): the next forward reads what it would have."""
+        self.idx = int(state['idx'])
+        if self.rng is not None and state['rng'] is not None:
+            version, internal, gauss = state['rng']
+            self.rng.setstate((version, tuple(internal), gauss))
+        self.forget_loaded()
+
+    def forget_loaded(self):
+        """Drop the sample read ahead for the old position."""
+        self._loaded_idx = None
+
     def advance(self):
         """Move to the next sample: a random draw (with replacement) or the next in order."""
         if self.rng is not None:
@@ -254,9 +271,14 @@ class SegDataLayer(caffe.Layer):
             lists = sorted(p.stem for p in path.parent.glob('*.txt'))
             raise DatasetMissingError(
                 f'{self.where}: no list for split "{split}" at {path} (split lists there: '
-                f'{", ".join(lists) or "none"}). If the dataset is incomplete: '
-                f'{missing_message(self.dataset, folder)}')
-        indices = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+                f'{", ".join(lists) or "none"}). Check the split name; if the list should be '
+                f'there: {incomplete_message(self.dataset, path)}')
+        try:
+            text = path.read_text(encoding='utf-8')
+        except UnicodeDecodeError as e:
+            raise BadDataError(f'{self.where}: split list {path} is not UTF-8 text ({e}); it '
+                               f'needs one image id per line') from None
+        indices = [line.strip() for line in text.splitlines() if line.strip()]
         if not indices:
             raise BadDataError(f'{self.where}: split list {path} is empty; it needs one image '
                                f'id per line')
@@ -268,8 +290,8 @@ class SegDataLayer(caffe.Layer):
             dataset = self.dataset_of(top)
             raise SampleMissingError(
                 f'{self.where}: id "{sample_id}" is listed in split "{self.params["split"]}" '
-                f'but its {top} file {path} does not exist. Remove the id from the list or '
-                f'complete the dataset: {missing_message(dataset, self.folder(dataset))}')
+                f'but its {top} file {path} does not exist. Remove the id from the list, '
+                f'or: {incomplete_message(dataset, path)}')
         return path
 
     def read_image(self, top, sample_id):
@@ -278,7 +300,7 @@ class SegDataLayer(caffe.Layer):
         try:
             with Image.open(path) as im:
                 return np.array(im, dtype=np.float32)
-        except (OSError, ValueError, SyntaxError) as e:
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
             raise BadDataError(f'{self.where}: cannot read the {top} image {path} (id '
                                f'"{sample_id}"): {e}. Replace it with the file from the '
                                f'dataset archive.') from e
@@ -322,6 +344,13 @@ class SegDataLayer(caffe.Layer):
         if raw.ndim != 2:
             raise BadDataError(f'{self.where}: the {top} labels in {path} (id "{sample_id}") '
                                f'have shape {raw.shape}; expected an H x W array of indices')
+        if raw.dtype.kind == 'f':
+            fractional = raw[~np.isfinite(raw) | (raw != np.round(raw))]
+            if fractional.size:
+                raise BadDataError(
+                    f'{self.where}: label value {fractional.flat[0]} in {path} (id '
+                    f'"{sample_id}") is not a whole number; labels are class indices, and '
+                    f'a cast would silently make it another class. Fix the label file.')
         outside = raw[(raw < 0) | (raw > 255)]
         if outside.size:
             raise BadDataError(f'{self.where}: label value {outside.flat[0]} in {path} (id '
@@ -347,3 +376,8 @@ class SegDataLayer(caffe.Layer):
                     f'{self.where}: label value {int(bad[0])} in {self.file(name, sample_id)} '
                     f'(id "{sample_id}", top {name}) is outside [0, {count}) and is not '
                     f'{VOID} (void){self.remap}')
+
+
+def _plain(value):
+    """Tuples as lists, recursively: random.Random's state as JSON."""
+    return [_plain(v) for v in value] if isinstance(value, (tuple, list)) else value

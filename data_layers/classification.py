@@ -79,6 +79,9 @@ class ClassificationDataLayer(SegDataLayer):
         top[0].data[...], top[1].data[...] = self.batch
         self.batch = None
 
+    def forget_loaded(self):
+        self.batch = None
+
     def load_batch(self):
         """(B x 3 x H x W data, (B,) labels) of the next batch_size entries."""
         entries = []

@@ -45,18 +45,21 @@ def get_args_parser(model_id=None):
     parser.add_argument('--fast-math', action='store_true',
                         help='TF32 / reduced-precision matmuls: faster, NOT Caffe\'s '
                              'arithmetic; the run is labelled so (see README)')
+    parser.add_argument('--keep-snapshots', type=positive_int, metavar='N',
+                        help='keep only the newest N snapshots of each stage (default: all; '
+                             'a VGG16 snapshot is about 1 GB)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bars')
     return parser
 
 
 def schedule(model_id, iterations, step=None):
-    """(rounds, step) for a stage: the recipe's, or `iterations` cut into rounds of `step`
-    (default: the recipe's step, or one shorter round)."""
+    """(iterations, step) for a stage: the recipe's rounds x step, or `iterations` scored
+    and snapshotted every `step` (default: the recipe's, at most `iterations`), the last
+    round shorter where `step` does not divide them."""
     from nets.models import MODELS
     spec = MODELS[model_id]
     total = iterations or spec['rounds'] * spec['step']
-    step = step or min(spec['step'], total)
-    return math.ceil(total / step), step
+    return total, min(step or spec['step'], total)
 
 
 def plan(model_id, args):
@@ -81,8 +84,7 @@ def plan(model_id, args):
     return todo
 
 
-class ScheduleError(ValueError):
-    """A stage's folder holds a run of another schedule than the one asked for."""
+ScheduleError = loop.ScheduleError
 
 
 class BackendOptionError(ValueError):
@@ -90,17 +92,31 @@ class BackendOptionError(ValueError):
 
 
 def _schedule_clash(name, args):
-    """A message if <out>/<name>/run.json records other rounds x step than this run's."""
+    """A message if <out>/<name>/run.json records another schedule or init than this run's."""
     record = loop.stage_dir(args.out, name) / 'run.json'
     if not record.is_file():
         return []
-    run = json.loads(record.read_text())
-    rounds, step = schedule(name, args.iterations, args.step)
-    if (run.get('rounds'), run.get('step')) == (rounds, step):
-        return []
-    return [f'{record.parent} holds a run of {run.get("rounds")} round(s) of '
-            f'{run.get("step")} iterations, not the {rounds} of {step} asked for; pass the '
-            f'same --iterations/--step, or another --out, or remove the folder to retrain']
+    try:
+        run = json.loads(record.read_text())
+        recorded = (run.get('iterations') or run['rounds'] * run['step'], run['step'])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return [f'{record} is damaged (not the JSON a stage writes); remove it, or the whole '
+                f'folder to retrain']
+    iterations, step = schedule(name, args.iterations, args.step)
+    if recorded != (iterations, step):
+        return [f'{record.parent} holds a run of {recorded[0]} iterations scored every '
+                f'{recorded[1]}, not {iterations} every {step} as asked; pass the same '
+                f'--iterations/--step, or another --out, or remove the folder to retrain']
+    init = loop.describe_init(_initial_weights(name, args))
+    if 'init' in run and run['init'] != init:
+        return [f'{record.parent} holds a run started from {_paths(run["init"])}, not from '
+                f'{_paths(init)}; pass the same --init, or another --out, or remove the '
+                f'folder to retrain']
+    return []
+
+
+def _paths(init):
+    return ' + '.join(init) if init else 'its fillers'
 
 
 def _check_stage(name):
@@ -121,7 +137,7 @@ def _done(name, out):
     if name in stages.CONVERTED:
         from weights import manifest
         return (manifest.weights_dir() / f'{name}.caffemodel').exists()
-    return loop.final_weights(out, name).exists()
+    return loop.is_done(out, name)
 
 
 def _require_output(name, out):
@@ -156,10 +172,10 @@ def run_stages(model_id, args):
                                           quiet=True)):
                 raise RuntimeError(f'converting the ImageNet weights for {name} failed')
             continue
-        rounds, step = schedule(name, args.iterations, args.step)
-        loop.train(name, _initial_weights(name, args), args.out, rounds, step,
+        iterations, step = schedule(name, args.iterations, args.step)
+        loop.train(name, _initial_weights(name, args), args.out, iterations, step,
                    resume=args.resume if name == model_id else None,
-                   progress=not args.no_progress)
+                   progress=not args.no_progress, keep=args.keep_snapshots)
 
 
 def _engine_options(args):
@@ -183,6 +199,7 @@ def main(args, model_id=None):
     import backend
     from backend.files import FormatError
     from data_layers.base import BadDataError, LayerSetupError
+    from surgery import SurgeryError
     from weights.manifest import ManifestError, UnknownWeightsError
     model_id = model_id or args.model
     args.out = args.out or loop.default_out()
@@ -191,9 +208,13 @@ def main(args, model_id=None):
             use_gpu(args.gpu + int(os.environ.get('LOCAL_RANK', '0')))
         _engine_options(args)
         run_stages(model_id, args)
+    except KeyboardInterrupt:
+        print('interrupted; rerun the same command to resume from the newest snapshot',
+              file=sys.stderr)
+        return 130
     except (OSError, ManifestError, UnknownWeightsError, ScheduleError, GPUError,
-            BackendOptionError, FormatError, BadDataError, LayerSetupError,
-            *backend.input_errors()) as e:
+            BackendOptionError, FormatError, BadDataError, LayerSetupError, SurgeryError,
+            stages.InitWeightsError, *backend.input_errors()) as e:
         print(f'error: {str(e).strip(chr(39))}', file=sys.stderr)
         return 2
     return 0

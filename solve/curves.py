@@ -160,8 +160,13 @@ def get_args_parser():
 def main(args):
     try:
         log, png = resolve(args.log, args.out)
+        parsed = parse_log(log)
+        if not parsed.train_loss and not parsed.rounds:
+            raise ValueError(f'{log} holds no "Iteration N, loss = X" or score lines: not a '
+                             f'Caffe training log, or one of a run that has not logged yet. '
+                             f'Pass a stage folder or its train.log.')
         curves = plot_curves(log, png)
-    except (OSError, ImportError) as e:  # OSError: no log, an unwritable --out
+    except (OSError, ImportError, ValueError) as e:  # OSError: no log, an unwritable --out
         print(f'error: {e}', file=sys.stderr)
         return 2
     last = curves.scores.get((0, 'mean IU'), [])

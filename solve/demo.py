@@ -28,7 +28,7 @@ import time
 
 from data_layers import paths
 from solve import cli, loop
-from solve.console import HelpFormatter
+from solve.console import HelpFormatter, positive_int
 
 STAGES = ('demo-fcn32s', 'demo-fcn16s', 'demo-fcn8s')
 METRICS = ('pixel_accuracy', 'mean_accuracy', 'mean_iu', 'fw_iu')
@@ -134,6 +134,9 @@ def main(args):
     except (DemoDataError, OSError) as e:
         print(f'error: the demo\'s data: {e}', file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print('interrupted; rerun to draw the data again and go on', file=sys.stderr)
+        return 130
     status = cli.main(cli.get_args_parser(STAGES[-1]).parse_args(stage_args(args)), STAGES[-1])
     status = status or overlay(args.out, args.gpu)
     if status:
@@ -159,7 +162,7 @@ def get_args_parser():
     parser.add_argument('--seed', type=int, default=0, help='seed of the synthetic data')
     parser.add_argument('--gpu', type=int, default=None,
                         help='GPU id; None: the CPU, where the README\'s table was measured')
-    parser.add_argument('--iterations', type=int,
+    parser.add_argument('--iterations', type=positive_int,
                         help='iterations per stage, for quick checks; None: the recipe\'s')
     parser.add_argument('--no-progress', action='store_true', help='no progress bars')
     parser.add_argument('--check', action='store_true',

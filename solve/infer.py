@@ -24,15 +24,18 @@ from PIL import Image
 
 import backend
 from backend import caffe
-from backend.files import FormatError, atomic_write
+from backend.files import FormatError, atomic_write, weight_names
 from data_layers import nyud
 from data_layers.base import SegDataLayer
 from nets.datasets import DATASETS
 from nets.generate import NETS
 from nets.models import MODELS
 from solve import classes, results, vis
-from solve.console import GPUError, HelpFormatter, ProgressBar, use_gpu
+from solve.console import GPUError, HelpFormatter, ProgressBar, positive_int, use_gpu
 
+# FCN-8s (VGG16) in the engine peaks at about 2 GB for a 500 x 500 TEST forward: 8 KB a
+# pixel; 2.5 megapixels (1580 x 1580) then take about 20 GB
+KB_PER_PIXEL, MAX_PIXELS = 8, 2_500_000
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.pgm', '.tif', '.tiff', '.webp')
 EXAMPLES = """examples:
   python -m solve.infer --model voc-fcn8s demo/image.jpg --out out/demo
@@ -133,6 +136,9 @@ def check_inputs(net, model_id, dataset, extras):
     """The net's inputs must be the positional images plus exactly the --extra names."""
     prepare = preparers(dataset, model_id)
     inputs = list(net.inputs)
+    if not inputs:
+        raise InferError(f'the net of {model_id} has no input blob (no Input layer): pass '
+                         f'a deploy prototxt, whose Input layers take the images')
     unknown = [name for name in inputs if name not in prepare]
     if unknown:
         raise InferError(f'input blob {unknown[0]} of the net has no preprocessing for dataset '
@@ -216,7 +222,36 @@ def load_net(args, model_id):
     if args.gpu is not None:
         use_gpu(args.gpu)
     print(f'net {net_path}\nweights {weights}', file=sys.stderr)
-    return caffe.Net(str(net_path), caffe.TEST, weights=str(weights))
+    net = caffe.Net(str(net_path), caffe.TEST, weights=str(weights))
+    check_weights(net, weights)
+    return net
+
+
+def check_size(image, size, max_pixels):
+    """Refuse an image whose forward would not fit in memory (a 13000 x 13000 photo would
+    take hundreds of GB), saying what to do."""
+    height, width = size
+    if height * width > max_pixels:
+        need = height * width * KB_PER_PIXEL / 2 ** 20
+        raise InferError(f'{image} is {width} x {height} = {height * width} pixels, more than '
+                         f'--max-pixels {max_pixels}: its forward would need about '
+                         f'{need:.0f} GB. Downscale it (FCNs work at any size), or raise '
+                         f'--max-pixels where the memory is there.')
+
+
+def check_weights(net, weights):
+    """Every layer with parameters got them from `weights`: Caffe's copy_from silently
+    leaves the others at their fillers (a truncated file, another model's), which would
+    segment everything as background."""
+    given = set(weight_names(weights))
+    empty = [name for name in net.params if name not in given]
+    if empty:
+        shown = ', '.join(empty[:8]) + (f' and {len(empty) - 8} more' if len(empty) > 8
+                                        else '')
+        raise InferError(f'{weights} has no weights for {len(empty)} of the net\'s '
+                         f'{len(net.params)} layers with parameters ({shown}): it is '
+                         f'truncated or of another model. Pass the caffemodel trained for '
+                         f'this net.')
 
 
 def run(args):
@@ -231,6 +266,7 @@ def run(args):
     bar, report = ProgressBar(len(files)), []
     for done, image in enumerate(files, 1):
         arrays = {first: prepare[first](image)}
+        check_size(image, arrays[first].shape[1:], args.max_pixels)
         for name, path in extras.items():
             arrays[name] = prepare[name](extra_file(path, image, len(files) > 1))
         sizes = {name: a.shape[1:] for name, a in arrays.items()}
@@ -276,6 +312,9 @@ def get_args_parser():
     parser.add_argument('--out-root', type=pathlib.Path, default=None,
                         help='training output root, for the default weights; None: $FCN_OUT, '
                              'else out/ in this checkout')
+    parser.add_argument('--max-pixels', type=positive_int, default=MAX_PIXELS, metavar='N',
+                        help='refuse images of more pixels (an FCN-VGG16 forward needs about '
+                             f'{KB_PER_PIXEL} KB per pixel)')
     return parser
 
 
@@ -286,6 +325,16 @@ def main(args):
     except (InferError, OSError, FormatError, GPUError, *backend.input_errors()) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
+    except (MemoryError, RuntimeError) as e:
+        if not isinstance(e, MemoryError) and 'alloc' not in str(e).lower():
+            raise
+        print(f'error: out of memory ({str(e).splitlines()[0][:200]}): the net or the image '
+              f'is too big for this machine; downscale the images or use a GPU with more '
+              f'memory', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print('interrupted', file=sys.stderr)
+        return 130
     return 0
 
 

@@ -26,7 +26,7 @@ from data_layers import paths
 from nets.datasets import DATASETS
 from nets.generate import NETS
 from nets.models import MODELS
-from solve import score, stages
+from solve import resume_state, score, stages
 from solve.console import ProgressBar
 from solve.logs import train_log
 
@@ -89,51 +89,120 @@ def build_solver(model_id, folder):
 
 
 def latest_state(folder):
-    """The newest solverstate under folder/snapshot, or None."""
-    states = list((folder / 'snapshot').glob('train_iter_*.solverstate*'))
-    number = lambda p: int(re.search(r'_iter_(\d+)\.', p.name).group(1))  # noqa: E731
-    return max(states, key=number) if states else None
+    """The newest solverstate under folder/snapshot, or None (other files are ignored)."""
+    states = snapshots(folder)
+    return states[-1][1] if states else None
 
 
-def train(model_id, init, out_root, rounds=None, step=None, resume=None, progress=True):
-    """Train `model_id` from the weights `init` (a path, or a tuple for fusion); returns the
-    final caffemodel's path."""
+def snapshots(folder):
+    """[(iteration, solverstate path)] under folder/snapshot, oldest first."""
+    found = []
+    for path in (folder / 'snapshot').glob('train_iter_*.solverstate*'):
+        match = re.fullmatch(r'train_iter_(\d+)\.solverstate(\.h5)?', path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+class ScheduleError(ValueError):
+    """A schedule that does not fit the stage's folder or the snapshot resumed."""
+
+
+def train(model_id, init, out_root, iterations=None, step=None, resume=None, progress=True,
+          keep=None):
+    """Train `model_id` from the weights `init` (a path, or a tuple for fusion) for
+    `iterations`, scoring and snapshotting every `step` (and at the end); keep the newest
+    `keep` snapshots (None: all). Returns the final caffemodel's path."""
     spec = MODELS[model_id]
-    rounds, step = rounds or spec['rounds'], step or spec['step']
+    step = step or spec['step']
+    iterations = iterations or spec['rounds'] * spec['step']
     folder = stage_dir(out_root, model_id)
     folder.mkdir(parents=True, exist_ok=True)
     check_datasets(model_id)
     root = caffe.solver_rank() == 0  # in data-parallel runs, rank 0 alone scores and writes
+    if root:
+        sweep(folder)
     with train_log(folder / 'train.log') if root else contextlib.nullcontext():
-        _train(model_id, init, folder, rounds, step, resume, progress, root)
+        solver, param = build_solver(model_id, folder)
+        _start(model_id, solver, param, init, resume or latest_state(folder), iterations)
         if root:
+            _record_run(folder, model_id, iterations, step, init)
+        _train_rounds(model_id, solver, folder, iterations, step, progress and root, root, keep)
+        if root:
+            solver.net.save(str(folder / 'final.caffemodel'))
             _save_final(folder, final_weights(out_root, model_id))
             log.info('%s done: %s', model_id, final_weights(out_root, model_id))
     return final_weights(out_root, model_id)
 
 
-def _train(model_id, init, folder, rounds, step, resume, progress, root):
-    solver, param = build_solver(model_id, folder)
-    resume = resume or latest_state(folder)
+def is_done(out_root, model_id):
+    """Whether the stage's final caffemodel is there, whole: the size run.json recorded
+    when it was written (a damaged copy is an error, not a finished stage)."""
+    final = final_weights(out_root, model_id)
+    if not final.exists():
+        return False
+    import json
+    try:
+        recorded = json.loads((final.parent / 'run.json').read_text()).get('final_bytes')
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if recorded is not None and final.stat().st_size != recorded:
+        raise files.FormatError(
+            f'{final} is {final.stat().st_size} bytes, but the stage wrote {recorded}: the '
+            f'file is damaged (an interrupted copy?). Delete it to train the stage again '
+            f'from its snapshots, or put the original back.')
+    return True
+
+
+def _start(model_id, solver, param, init, resume, iterations):
+    """Weights from a snapshot (with the resume state beside it) or from `init`."""
     if resume:
         log.info('resuming %s from %s', model_id, resume)
-        solver.restore(str(resume))
+        _restore(solver, resume)
+        resume_state.restore(solver, resume)
+        if solver.iter > iterations:
+            raise ScheduleError(f'{resume} is of iteration {solver.iter}, past the '
+                                f'{iterations} iterations asked for; pass --iterations '
+                                f'{solver.iter} or more, or resume an earlier snapshot')
     else:
         stages.initialise(model_id, solver.net, init)
     stages.bilinear(solver.net, param.train_net)
     if backend.extra('parallel'):
         backend.extra('parallel').DataParallel(solver)
-    if root:
-        _record_run(folder, model_id, rounds, step)
-    _train_rounds(model_id, solver, folder, rounds, step, progress and root, root)
-    if root:
-        solver.net.save(str(folder / 'final.caffemodel'))
+
+
+def _restore(solver, state):
+    try:
+        solver.restore(str(state))
+    except (ValueError, KeyError, *backend.input_errors()) as e:
+        raise files.FormatError(
+            f'cannot resume from {state}: {e}\nThe snapshot is damaged (a write cut short?): '
+            f'delete it and its .caffemodel to resume from the one before, or remove the '
+            f'stage folder to train the stage again.') from None
 
 
 def _save_final(folder, target):
     """The stage's result under its predictable name, in one step: a stage counts as done
-    once this name exists."""
+    once this name exists (and has the size run.json records)."""
+    import json
+    record = json.loads((folder / 'run.json').read_text())
+    record['final_bytes'] = (folder / 'final.caffemodel').stat().st_size
+    files.atomic_write(folder / 'run.json', json.dumps(record, indent=1).encode())
     os.replace(folder / 'final.caffemodel', target)
+
+
+# what interrupted atomic writes leave: mkstemp's hidden '.<name>.XXXXXXXX' (backend.files,
+# caffe_torch.formats) and the engine's '<name>.tmp<pid>' (HDF5 snapshots)
+_TORN = re.compile(r'\..+\.[a-z0-9_]{8}|.+\.tmp\d+')
+
+
+def sweep(folder):
+    """Remove the temporary files that interrupted writes left in a stage's folder."""
+    for where in (folder, folder / 'snapshot'):
+        for path in where.iterdir() if where.is_dir() else ():
+            if path.is_file() and _TORN.fullmatch(path.name):
+                log.info('removing %s, left by an interrupted write', path)
+                path.unlink()
 
 
 class _RoundProgress:
@@ -150,19 +219,34 @@ class _RoundProgress:
         self.bar.update(self.count)
 
 
-def _train_rounds(model_id, solver, folder, rounds, step, progress, root=True):
+def _train_rounds(model_id, solver, folder, iterations, step, progress, root=True, keep=None):
+    """Rounds end at multiples of `step` and at `iterations`: score, resume state, snapshot."""
     bar = _RoundProgress()
     if progress:
         solver.add_callback(bar.tick, lambda: None)
-    for done in range(solver.iter // step, rounds):
-        bar.begin(f'{model_id} round {done + 1}/{rounds}', step)
-        solver.step(step)
+    while solver.iter < iterations:
+        count = min(step - solver.iter % step, iterations - solver.iter)
+        bar.begin(f'{model_id} round {-(-(solver.iter + count) // step)}/'
+                  f'{-(-iterations // step)}', count)
+        solver.step(count)
         if not root:
             continue
         results = seg_tests(model_id, solver, progress)
         _append_scores(folder / 'scores.csv', solver.iter, results)
+        resume_state.save(solver, folder / 'snapshot' / f'train_iter_{solver.iter}.fcnstate')
         solver.snapshot()
+        if keep:
+            prune(folder, keep)
         _plot(folder)
+
+
+def prune(folder, keep):
+    """Delete all but the newest `keep` snapshots (weights, state and resume state)."""
+    for iteration, state in snapshots(folder)[:-keep]:
+        stem = folder / 'snapshot' / f'train_iter_{iteration}'
+        for suffix in ('.caffemodel', '.caffemodel.h5', '.solverstate', '.solverstate.h5',
+                       '.fcnstate'):
+            pathlib.Path(f'{stem}{suffix}').unlink(missing_ok=True)
 
 
 def heads(model_id):
@@ -187,16 +271,26 @@ def seg_tests(model_id, solver, progress=True):
     return results
 
 
-def _record_run(folder, model_id, rounds, step):
-    """run.json: what produced this stage's numbers (tables label fast-math runs)."""
+def _record_run(folder, model_id, iterations, step, init):
+    """run.json: what produced this stage's numbers (tables label fast-math runs; a rerun
+    with another schedule or init is refused)."""
     import json
     import torch
     mode = backend.extra('mode')
-    run = {'model': model_id, 'rounds': rounds, 'step': step, 'backend': backend.NAME,
-           'mode': mode.mode() if mode else 'unknown (pycaffe)',
+    run = {'model': model_id, 'iterations': iterations, 'step': step,
+           'rounds': -(-iterations // step), 'init': describe_init(init),
+           'backend': backend.NAME, 'mode': mode.mode() if mode else 'unknown (pycaffe)',
            'ranks': caffe.solver_count(), 'fast_math': bool(mode and mode.fast_math()),
            'torch': torch.__version__}
     files.atomic_write(folder / 'run.json', json.dumps(run, indent=1).encode())
+
+
+def describe_init(init):
+    """The absolute paths of a stage's initial weights (None: its fillers)."""
+    if init is None:
+        return None
+    paths = init if isinstance(init, (list, tuple)) else [init]
+    return [os.path.abspath(p) for p in paths]
 
 
 def _append_scores(path, iteration, results):

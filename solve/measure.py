@@ -26,6 +26,7 @@ from nets.classifiers import CLASSIFIERS
 from nets.generate import NETS
 from nets.models import MODELS
 from solve import curves, loop, results, score
+from solve.infer import check_weights
 
 METRICS = results.SCORE_COLUMNS  # pixel_accuracy, mean_accuracy, mean_iu, fw_iu
 
@@ -118,6 +119,7 @@ def evaluate(model_id, use='auto', root=None, limit=None, weights=None):
         present_only = head == 'sem'  # the paper's SIFT Flow rule
         # a fresh net per head, so that each pass starts at the split's first image
         net = caffe.Net(str(NETS / model_id / 'val.prototxt'), caffe.TEST, weights=str(weights))
+        check_weights(net, weights)
         metrics, _, _ = score.evaluate(net, count, score_blob, label_blob, loss_blob,
                                        present_only=present_only)
         del net

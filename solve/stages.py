@@ -9,8 +9,10 @@ The chain of a model is read from nets/models.py's `init` column.
 """
 import logging
 
+from nets.generate import NETS
 from nets.models import FROM_SCRATCH, MODELS
 from surgery import color_d, interp, params_of, transfer, transplant
+from surgery.transplants import COPIED, RESHAPED
 
 log = logging.getLogger('fcn.solve')
 CONVERTED = {'vgg16-fcn': 'vgg16', 'alexnet-fcn': 'caffenet', 'googlenet-fcn': 'googlenet'}
@@ -36,24 +38,97 @@ def chain(model_id):
     return order
 
 
+class InitWeightsError(ValueError):
+    """Initial weights that leave layers the previous stage trained at their fillers, or
+    that hold NaN or Inf."""
+
+
 def initialise(model_id, net, init):
-    """Load `init` into the train net as `model_id` needs it; logs the surgery report.
-    `init` None leaves the fillers' values (a net trained from scratch)."""
+    """Load `init` into the train net as `model_id` needs it; logs the surgery report and
+    fails if a layer the previous stage has got nothing (a truncated caffemodel, another
+    model's). `init` None leaves the fillers' values (a net trained from scratch)."""
     if init is None:
         log.info('%s starts from its fillers', model_id)
-    elif isinstance(init, (list, tuple)):
+        return
+    reports = []
+    if isinstance(init, (list, tuple)):
         for stream, weights in zip(('color', 'hha'), init):
-            log.info('transplanting %s into the %s stream\n%s', weights, stream,
-                     transplant(net, params_of(weights), suffix=stream, verbose=False))
+            reports.append(transplant(net, params_of(weights), suffix=stream, verbose=False))
+            log.info('transplanting %s into the %s stream\n%s', weights, stream, reports[-1])
     elif any(MODELS.get(p, {}).get('task') == 'classification' for p in parents(model_id)):
-        log.info('transplanted the classifier %s (fc -> conv)\n%s', init,
-                 transplant(net, params_of(init), verbose=False))
+        reports.append(transplant(net, params_of(init), verbose=False))
+        log.info('transplanted the classifier %s (fc -> conv)\n%s', init, reports[-1])
     elif model_id.endswith('color-d'):
-        report = transplant(net, params_of(init), verbose=False)
+        reports.append(transplant(net, params_of(init), verbose=False))
         color_d(net, params_of(init))
-        log.info('transplanted %s; conv1_1_bgrd from conv1_1 and its mean\n%s', init, report)
+        log.info('transplanted %s; conv1_1_bgrd from conv1_1 and its mean\n%s', init,
+                 reports[-1])
     else:
-        log.info('initialised from %s\n%s', init, transfer(net, init, verbose=False))
+        reports.append(transfer(net, init, verbose=False))
+        log.info('initialised from %s\n%s', init, reports[-1])
+    _check_complete(model_id, init, reports)
+    _check_finite(net, init)
+
+
+def _check_finite(net, init):
+    import numpy as np
+    bad = [name for name, blobs in net.params.items()
+           if any(not np.isfinite(blob.data).all() for blob in blobs)]
+    if bad:
+        raise InitWeightsError(f'the initial weights {_names(init)} hold NaN or Inf in '
+                               f'{", ".join(bad[:5])}: the file is damaged. Pass a sound '
+                               f'caffemodel (rerun the stage that wrote it).')
+
+
+def _check_complete(model_id, init, reports):
+    filled = {row.target for report in reports for row in report
+              if row.action in (COPIED, RESHAPED)}
+    missing = [name for name in required_layers(model_id) if name not in filled]
+    if missing:
+        shown = ', '.join(missing[:8]) + (f' and {len(missing) - 8} more'
+                                          if len(missing) > 8 else '')
+        raise InitWeightsError(
+            f'{model_id}: the initial weights {_names(init)} give nothing to {len(missing)} '
+            f'layer(s) that {" and ".join(parents(model_id))} trained: {shown}. The file '
+            f'is truncated or of another model; pass the previous stage\'s caffemodel '
+            f'(or rerun it), or the released weights of the right model.')
+
+
+def _names(init):
+    return ' + '.join(map(str, init)) if isinstance(init, (list, tuple)) else str(init)
+
+
+def required_layers(model_id):
+    """The layers of `model_id`'s train net with weights that its parents also have: what
+    its initialisation must fill (new layers, such as FCN-16s's score_pool4, start at
+    their fillers by design). Per stream suffix for late fusion."""
+    ours = _weighted_layers(NETS / model_id / 'train.prototxt')
+    required = []
+    for parent, suffix in zip(parents(model_id), _suffixes(model_id)):
+        theirs = {name + suffix for name in _weighted_layers(_parent_net(parent))}
+        required += [name for name in ours if name in theirs and name not in required]
+    return required
+
+
+def _suffixes(model_id):
+    return ('color', 'hha') if len(parents(model_id)) == 2 else ('',)
+
+
+def _parent_net(parent):
+    if parent in CONVERTED:
+        from weights.convert import CONVERSIONS
+        return NETS / CONVERSIONS[CONVERTED[parent]][0]
+    return NETS / parent / 'train.prototxt'
+
+
+WEIGHTED_TYPES = {'Convolution', 'Deconvolution', 'InnerProduct', 'Scale', 'Bias',
+                  'BatchNorm', 'PReLU', 'Embed'}
+
+
+def _weighted_layers(prototxt):
+    from backend import files
+    net = files.read_prototxt(prototxt)
+    return [layer.name for layer in net.layer if layer.type in WEIGHTED_TYPES]
 
 
 def bilinear(net, prototxt):

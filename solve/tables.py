@@ -24,6 +24,7 @@ import sys
 
 import backend
 from backend.files import FormatError, atomic_write
+from solve.infer import InferError
 from solve import measure, results
 from solve.console import GPUError, HelpFormatter, positive_int, use_gpu
 
@@ -319,7 +320,7 @@ def main(args):
         else:
             sys.stdout.write(text)
     except (OSError, json.JSONDecodeError, PaperTablesError, results.ResultsError,
-            FormatError, GPUError, *backend.input_errors()) as e:
+            FormatError, InferError, GPUError, *backend.input_errors()) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     return 0

@@ -145,7 +145,7 @@ def transfer(net, weights, verbose=True):
     FCN-16s, FCN-16s into FCN-8s). New layers keep their zero initialisation; the report
     lists them."""
     from backend import files
-    saved = {layer.name for layer in files.caffemodel_layers(weights)}
+    saved = set(files.weight_names(weights))
     net.copy_from(str(weights))
     report = Report()
     for name, blobs in net.params.items():
@@ -160,9 +160,8 @@ def transfer(net, weights, verbose=True):
 def params_of(caffemodel):
     """A caffemodel's parameters with a Net's `params` surface ({layer: [blob.data]}), read
     without building a net: transplant from a file straight into a live net."""
-    from backend import caffe, files
+    from backend import files
     params = collections.OrderedDict(
-        (layer.name, [types.SimpleNamespace(data=caffe.io.blobproto_to_array(b))
-                      for b in layer.blobs])
-        for layer in files.caffemodel_layers(caffemodel))
+        (name, [types.SimpleNamespace(data=array) for array in arrays])
+        for name, arrays in files.weights(caffemodel).items())
     return types.SimpleNamespace(params=params)

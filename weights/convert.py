@@ -96,7 +96,7 @@ def main(args):
     try:
         classifier_net, fcn_net, source, output = _resolve(args)
         report = convert(classifier_net, fcn_net, source, output, verbose=not args.quiet)
-    except (FileNotFoundError, ValueError, *backend.input_errors()) as e:
+    except (OSError, ValueError, *backend.input_errors()) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     print(f'wrote {output}: {len({r.target for r in report if r.target and r.source})} '

@@ -63,9 +63,19 @@ def fetch(entry, folder, timeout=60.0, out=None):
             f'the mismatch persists, {entry["url"]} no longer serves the file the manifest '
             f'records, so check the source and fix {entry["file"]}\'s entry in the manifest.')
     os.replace(part, final)
-    checked = 'size and sha1' if entry['sha1'] else 'size' if expected else 'nothing'
-    print(f'{entry["name"]}: saved {final} ({checked} verified)', file=out)
+    print(f'{entry["name"]}: saved {final} ({_verified(entry, expected, final)})', file=out)
     return 'downloaded'
+
+
+def _verified(entry, expected, final):
+    """What the check proved, said plainly: only a sha1 proves the bytes."""
+    if entry['sha1']:
+        return 'size and sha1 verified'
+    digest = mf.sha1_of(final)
+    size = ('size checked against the manifest' if entry['size'] is not None else
+            'size checked against the server\'s' if expected is not None else 'size unknown')
+    return (f'NOT verified: the manifest has no sha1 for it, {size}; its sha1 is {digest}, '
+            f'compare it with a trusted copy')
 
 
 def _present(entry, final, out):
@@ -101,19 +111,37 @@ def _transfer(entry, part, final, timeout, out):
     with response:
         offset, total = _resume_point(entry, response, offset, part, out)
         progress = Progress(entry['name'], offset, total, out)
-        try:
-            with open(part, 'ab' if offset else 'wb') as f:
-                for block in iter(lambda: response.read(CHUNK), b''):
-                    f.write(block)
-                    progress.update(f.tell())
-                f.flush()
-                os.fsync(f.fileno())
-        except (OSError, http.client.HTTPException) as e:
-            progress.finish()
-            raise DownloadError(f'{entry["name"]}: the connection broke ({e}); {part} keeps '
-                                f'what arrived. Run the command again to resume.') from None
+        with open(part, 'ab' if offset else 'wb') as f:
+            for block in iter(lambda: _read(entry, response, part, progress), b''):
+                _write(entry, f, block, part, progress)
+                progress.update(f.tell())
+            _write(entry, f, None, part, progress)
         progress.finish()
     return total
+
+
+def _read(entry, response, part, progress):
+    try:
+        return response.read(CHUNK)
+    except (OSError, http.client.HTTPException) as e:
+        progress.finish()
+        raise DownloadError(f'{entry["name"]}: the connection broke ({e}); {part} keeps '
+                            f'what arrived. Run the command again to resume.') from None
+
+
+def _write(entry, f, block, part, progress):
+    """Write `block` (None: flush to disk); a failing disk is said to be the disk's."""
+    try:
+        if block is None:
+            f.flush()
+            os.fsync(f.fileno())
+        else:
+            f.write(block)
+    except OSError as e:
+        progress.finish()
+        raise DownloadError(f'{entry["name"]}: cannot write {part}: {e.strerror or e} (disk '
+                            f'full or not writable?). Free space or pass --dest, then run '
+                            f'the command again to resume.') from None
 
 
 def _open(url, offset, timeout):
@@ -243,6 +271,10 @@ def main(args=None):
                    else [manifest.get(n) for n in opts.names])
     except (mf.ManifestError, mf.UnknownWeightsError, OSError) as e:
         print(f'error: {e}', file=sys.stderr)
+        return FAILED
+    if pathlib.Path(folder).exists() and not pathlib.Path(folder).is_dir():
+        print(f'error: --dest {folder} is a file; pass a folder to download into',
+              file=sys.stderr)
         return FAILED
     return _fetch_all(entries, folder, opts.timeout)
 

@@ -88,8 +88,8 @@ def load(path=None):
     path = pathlib.Path(path or MANIFEST)
     try:
         data = json.loads(path.read_text(encoding='utf-8'))
-    except json.JSONDecodeError as e:
-        raise ManifestError(f'{path}: not valid JSON: {e}') from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ManifestError(f'{path}: not a manifest (valid UTF-8 JSON): {e}') from None
     if not isinstance(data, dict):
         raise ManifestError(f'{path}: the top level must be an object with {TOP_LEVEL}')
     _check_keys(data, TOP_LEVEL, TOP_LEVEL, f'{path}')

@@ -78,13 +78,15 @@ def test_gpu_without_cuda(empty, capsys):
     assert 'error: --gpu 0:' in capsys.readouterr().err
 
 
-def test_schedule_cuts_iterations_into_recipe_steps():
-    """--iterations becomes rounds of the recipe's step (or one shorter round)."""
-    assert cli.schedule('voc-fcn32s', None) == (25, 4000)
-    assert cli.schedule('voc-fcn32s', 10000) == (3, 4000)
-    assert cli.schedule('voc-fcn32s', 50) == (1, 50)
-    assert cli.schedule('voc-fcn32s', 10, step=4) == (3, 4)
-    assert cli.schedule('voc-fcn32s', None, step=8000) == (13, 8000)
+def test_schedule_is_the_iterations_asked_for_scored_every_step():
+    """(iterations, step): the recipe's 25 x 4000, or exactly --iterations, never more; the
+    step is at most the iterations (rounds end at multiples of it and at the end)."""
+    assert cli.schedule('voc-fcn32s', None) == (100000, 4000)
+    assert cli.schedule('voc-fcn32s', 10000) == (10000, 4000)
+    assert cli.schedule('voc-fcn32s', 50) == (50, 50)
+    assert cli.schedule('voc-fcn32s', 10, step=4) == (10, 4)
+    assert cli.schedule('voc-fcn32s', 3, step=5) == (3, 3)
+    assert cli.schedule('voc-fcn32s', None, step=8000) == (100000, 8000)
     with pytest.raises(SystemExit):
         cli.get_args_parser('voc-fcn32s').parse_args(['--iterations', '-5'])
 

@@ -232,5 +232,8 @@ def test_catch_invalid_json(tmp_path):
     """A manifest that is not JSON is reported with its path."""
     path = tmp_path / 'manifest.json'
     path.write_text('{"schema": 1,', encoding='utf-8')
-    with pytest.raises(mf.ManifestError, match=r'manifest\.json: not valid JSON'):
+    with pytest.raises(mf.ManifestError, match=r'manifest\.json: not a manifest'):
+        mf.load(path)
+    path.write_bytes(b'\x89PNG\r\n\x1a\n\xff\xfe binary')  # --manifest given an image
+    with pytest.raises(mf.ManifestError, match=r'manifest\.json: not a manifest \(valid UTF-8'):
         mf.load(path)
