@@ -64,6 +64,20 @@ def test_catch_syntax_error_with_line_and_column(tmp_path):
         formats.read_net(path)
 
 
+def test_catch_missing_closing_brace_says_so(tmp_path):
+    """A layer left open makes the next `layer` look like a field of LayerParameter: the
+    message points at the missing brace instead of listing LayerParameter's 80 fields."""
+    path = tmp_path / 'open.prototxt'
+    path.write_text('layer { name: "a" type: "Input" top: "a"\n'
+                    'layer { name: "b" type: "ReLU" bottom: "a" top: "b" }\n')
+    with pytest.raises(PrototxtError) as caught:
+        formats.read_net(path)
+    message = str(caught.value)
+    assert 'open.prototxt:2:' in message
+    assert 'is a closing "}" missing above this line?' in message
+    assert 'bottom_mrs' not in message and len(message) < 300
+
+
 def test_catch_unknown_field_suggests_the_right_one(tmp_path):
     """An unknown field names its message and suggests the closest real field."""
     path = tmp_path / 'typo.prototxt'

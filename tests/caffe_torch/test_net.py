@@ -185,6 +185,33 @@ def test_catch_shape_mismatch_on_copy(net, tmp_path):
         other.copy_from(path)
 
 
+def test_failed_copy_leaves_the_net_as_it_was(tmp_path):
+    """A file whose second layer does not fit is refused before any layer is copied, so
+    the net is not left half loaded (Caffe checks as it copies, and aborts)."""
+    text = simple_net_text(num_output=7)
+    (tmp_path / 'a.prototxt').write_text(text)
+    caffe.set_random_seed(1)
+    source = caffe.Net(str(tmp_path / 'a.prototxt'), caffe.TRAIN)
+    source.save(str(tmp_path / 'a.caffemodel'))
+    (tmp_path / 'c.prototxt').write_text(simple_net_text(num_output=9))
+    caffe.set_random_seed(2)
+    target = caffe.Net(str(tmp_path / 'c.prototxt'), caffe.TRAIN)
+    before = {name: [b.data.copy() for b in blobs] for name, blobs in target.params.items()}
+    assert not np.array_equal(before['conv'][0], source.params['conv'][0].data)
+    with pytest.raises(CaffemodelError, match=r'layer "ip"'):
+        target.copy_from(str(tmp_path / 'a.caffemodel'))
+    for name, blobs in target.params.items():
+        for blob, old in zip(blobs, before[name]):
+            np.testing.assert_array_equal(blob.data, old)
+
+
+def test_catch_damaged_hdf5_names_the_file(net, tmp_path):
+    path = tmp_path / 'w.caffemodel.h5'
+    path.write_bytes(b'\x89HDF\r\n\x1a\n damaged')
+    with pytest.raises(CaffemodelError, match=r'w\.caffemodel\.h5: not a readable HDF5 '):
+        net.copy_from(str(path))
+
+
 def _net(tmp_path, text, *args, **kwargs):
     path = tmp_path / 'n.prototxt'
     path.write_text(textwrap.dedent(text))

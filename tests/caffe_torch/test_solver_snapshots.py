@@ -182,6 +182,23 @@ def test_restore_finds_caffemodel_beside_state(workdir):
     assert_same(weights(other), weights(solver))
 
 
+def test_restore_of_a_copied_folder_reads_the_copy(workdir):
+    """A snapshot folder copied elsewhere restores the copy's weights, not those at the
+    (still valid) learned_net path of the original."""
+    solver = make_solver(body=SOLVER.replace("'model'", "'run/model'"))
+    os.mkdir('run')
+    solver.step(1)
+    state = solver.snapshot()
+    import shutil
+    shutil.copytree('run', 'copy')
+    solver.step(1)
+    solver.net.save('run/model_iter_1.caffemodel')  # the original changes after the copy
+    other = make_solver(body=SOLVER.replace("'model'", "'run/model'"))
+    other.restore(os.path.join('copy', os.path.basename(state)))
+    copied = caffe.Net('net.prototxt', caffe.TRAIN, weights='copy/model_iter_1.caffemodel')
+    assert_same(weights(other), [b.data for bs in copied.params.values() for b in bs])
+
+
 # -- errors ---------------------------------------------------------------------------------
 def test_catch_restore_missing_caffemodel():
     """A solverstate whose caffemodel is gone names the file and both places looked in."""

@@ -237,3 +237,47 @@ def test_overlay_colours_label_0_where_it_is_a_class(tmp_path):
         assert (overlay[0, 2] != 200).any()
     assert tuple(infer.make_palette('dataset', 'nyud')[0]) == (128, 0, 0)
     assert tuple(infer.make_palette('dataset', 'voc')[0]) == (0, 0, 0)
+
+
+def test_catch_weights_that_leave_layers_at_their_fillers(tmp_path, capsys):
+    """A caffemodel cut at a layer boundary parses as a smaller net, and one of another
+    model shares no layer name: Caffe's copy_from fills nothing silently, infer refuses."""
+    from caffe_torch import formats
+    net = tmp_path / 'deploy.prototxt'
+    weights = tiny_fcn(net)
+    param = formats.read_net_binary(weights)
+    del param.layer[5:]  # data, its split, conv1, pool1, score_fr kept: upscore lost
+    formats.write_binaryproto(param, tmp_path / 'cut.caffemodel')
+    for layer in param.layer:
+        layer.name += '_other'
+    formats.write_binaryproto(param, tmp_path / 'other.caffemodel')
+    images = write_images(tmp_path / 'images', {'a.png': (8, 8)})
+    for name, missing in (('cut', '1 of the net\'s 3 layers with parameters (upscore)'),
+                          ('other', '3 of the net\'s 3 layers')):
+        assert run(['--model', 'voc-fcn8s', '--net', net, '--weights',
+                    tmp_path / f'{name}.caffemodel', images, '--out', tmp_path / name]) == 2
+        err = capsys.readouterr().err
+        assert f'has no weights for {missing}' in err and 'truncated or of another' in err
+        assert not (tmp_path / name / 'a.png').exists()
+
+
+def test_catch_an_image_over_max_pixels(tmp_path, capsys):
+    """An image whose forward would not fit in memory is refused before the forward."""
+    net = tmp_path / 'deploy.prototxt'
+    weights = tiny_fcn(net)
+    images = write_images(tmp_path / 'images', {'big.png': (30, 40)})
+    assert run(['--model', 'voc-fcn8s', '--net', net, '--weights', weights, images,
+                '--out', tmp_path / 'out', '--max-pixels', '1000']) == 2
+    err = capsys.readouterr().err
+    assert 'is 40 x 30 = 1200 pixels, more than --max-pixels 1000' in err
+    assert 'Downscale it' in err
+
+
+def test_catch_a_net_without_inputs(tmp_path, capsys):
+    net = tmp_path / 'empty.prototxt'
+    net.write_text('name: "empty"\n')
+    weights = tiny_fcn(tmp_path / 'deploy.prototxt')
+    images = write_images(tmp_path / 'images', {'a.png': (8, 8)})
+    assert run(['--model', 'voc-fcn8s', '--net', net, '--weights', weights, images,
+                '--out', tmp_path / 'out']) == 2
+    assert 'has no input blob (no Input layer)' in capsys.readouterr().err

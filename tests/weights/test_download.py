@@ -8,6 +8,7 @@ import functools
 import hashlib
 import http.server
 import json
+import os
 import random
 import re
 import socket
@@ -285,3 +286,33 @@ def test_shipped_manifest_lists_offline(tmp_path, capsys):
     assert download.main(['--list', '--dest', str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in mf.load().entries)
+
+
+def test_a_file_without_sha1_is_saved_as_not_verified(server, tmp_path, capsys):
+    """Without a sha1 in the manifest, a resumed or fresh file is not called verified: the
+    message says so and prints the file's sha1 to compare with a trusted copy."""
+    rc, dest = run(tmp_path, entry(url_of(server), sha1=None, size=None))
+    err = capsys.readouterr().err
+    assert rc == 0 and (dest / 'blob.caffemodel').read_bytes() == PAYLOAD
+    assert f'NOT verified: the manifest has no sha1 for it, size checked against the ' \
+           f"server's; its sha1 is {SHA1}" in err
+
+
+@pytest.mark.skipif(not os.path.exists('/dev/full'), reason='needs /dev/full')
+def test_catch_disk_full_is_not_a_broken_connection(server, tmp_path, capsys):
+    """A write that fails (ENOSPC: the .part is /dev/full) is reported as the disk's
+    fault, not the network's."""
+    dest = tmp_path / 'dest'
+    dest.mkdir()
+    (dest / 'blob.caffemodel.part').symlink_to('/dev/full')
+    rc, _ = run(tmp_path, entry(url_of(server)))
+    err = capsys.readouterr().err
+    assert rc != 0 and 'cannot write' in err and 'disk full or not writable?' in err
+    assert 'connection broke' not in err
+
+
+def test_catch_dest_that_is_a_file(tmp_path, capsys):
+    (tmp_path / 'dest').write_text('not a folder')
+    rc, _ = run(tmp_path, entry('http://127.0.0.1:9/none'))
+    assert rc != 0
+    assert 'is a file; pass a folder' in capsys.readouterr().err
