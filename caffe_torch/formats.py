@@ -46,10 +46,12 @@ def read_binaryproto(path, message_type=caffe_pb2.BlobProto):
     try:
         message.ParseFromString(data)
     except (pb_message.DecodeError, RuntimeError, ValueError) as e:
+        fix = ('resume from an earlier snapshot' if message_type is caffe_pb2.SolverState
+               else 'download it again or check that you passed the right file')
         raise CaffemodelError(
             f'{path}: not a valid binary {message_type.DESCRIPTOR.name} '
             f'({len(data)} bytes): {e}. The file is truncated or of another kind; '
-            f'download it again or check that you passed the right file.') from None
+            f'{fix}.') from None
     return message
 
 

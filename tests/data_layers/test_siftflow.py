@@ -65,6 +65,16 @@ def test_catch_sem_out_of_range(tmp_path, monkeypatch):
         planted(tmp_path, monkeypatch, sem=np.full((2, 3), 34))
 
 
+@pytest.mark.parametrize('value', [2.7, 1.5, np.nan, np.inf])
+def test_catch_labels_that_are_no_whole_numbers(tmp_path, monkeypatch, value):
+    """2.7 and 1.5 would be truncated to classes 2 and 0, NaN to 0: refused instead."""
+    sem = np.ones((2, 3))
+    sem[1, 2] = value
+    with pytest.raises(BadDataError, match=r'label value .* in .*SemanticLabels/.*x\.mat '
+                                           r'\(id "x"\) is not a whole number'):
+        planted(tmp_path, monkeypatch, sem=sem)
+
+
 def test_catch_geo_out_of_range(tmp_path, monkeypatch):
     """A geometric S of 4 (3 after the shift) is refused."""
     with pytest.raises(BadDataError, match=r'label value 3 in .*GeoLabels/.*x\.mat \(id "x", '

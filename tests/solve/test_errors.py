@@ -168,3 +168,16 @@ def test_hdf5_initial_weights_are_read(tmp_path):
     net = _deploy('demo-fcn16s')
     stages.initialise('demo-fcn16s', net, str(tmp_path / 'fcn32s.caffemodel.h5'))
     np.testing.assert_array_equal(net.params['fc7'][0].data, source.params['fc7'][0].data)
+
+
+def test_a_damaged_snapshot_says_what_to_delete(tiny_demo, capsys):
+    """A solverstate cut short in the stage folder is named, with how to resume from the
+    one before, not "download it again"."""
+    snapshot = tiny_demo / 'out' / 'demo-classifier' / 'snapshot'
+    snapshot.mkdir(parents=True)
+    (snapshot / 'train_iter_2.solverstate').write_bytes(b'\x08\x02\x12\xff\xff')
+    assert _train(tiny_demo / 'out') == 2
+    err = capsys.readouterr().err
+    assert 'cannot resume from' in err and 'The snapshot is damaged' in err
+    assert 'delete it and its .caffemodel to resume from the one before' in err
+    assert 'download it again' not in err
