@@ -162,9 +162,9 @@ def test_check_names_each_failure(tmp_path):
     write('demo-fcn8s', (88.3, 52.2, 30.0, 82.3))
     problems = demo.check(tmp_path)
     assert len(problems) == 2
-    assert problems[0].startswith('demo-fcn8s mean_iu: 30.0, expected 41.9')
-    assert problems[1] == ('mean IU does not rise from FCN-32s to FCN-16s to FCN-8s: 22.2, '
-                           '31.4, 30.0')
+    assert problems[0].startswith('demo-fcn8s mean_iu: 30.0, expected 41.4')
+    assert problems[1] == ('mean IU does not rise from FCN-32s to FCN-16s to FCN-8s: 22.5, '
+                           '31.5, 30.0')
 
 
 def test_readme_states_the_expected_table():
