@@ -17,8 +17,8 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
-install:  ## install the toolkit, its test tools and protoc (CPU torch 2.13.0)
-	$(PYTHON) -m pip install -q -e '.[test,proto]'
+install:  ## install the toolkit, its test tools, protoc and the ONNX tools (CPU torch 2.13.0)
+	$(PYTHON) -m pip install -q -e '.[test,proto,export]'
 
 demo:  ## the paper's pipeline in miniature on generated data, CPU: 4 to 9 minutes
 	$(PYTHON) -m solve.demo $(ARGS)

@@ -24,5 +24,8 @@ setup(
     extras_require={
         'test': ['pytest>=7'],
         'proto': ['grpcio-tools==1.85.1'],
+        # python -m caffe_torch.export writes ONNX with torch's exporter (needs onnx) and
+        # checks the file in onnxruntime
+        'export': ['onnx==1.23.2', 'onnxruntime==1.32.0'],
     },
 )
