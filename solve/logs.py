@@ -86,19 +86,34 @@ def glog_to(path):
 
 
 def _pump(read_end, terminal, path):
+    """Drain the pipe to the end whatever fails (a full pipe would block Caffe's writes):
+    a log that cannot be written is given up, the terminal's output kept."""
+    try:
+        log = open(path, 'ab')
+    except OSError:
+        log = None
     pending = b''
-    with os.fdopen(read_end, 'rb', buffering=0) as pipe, open(path, 'ab') as log:
+    with os.fdopen(read_end, 'rb', buffering=0) as pipe:
         while True:
             chunk = pipe.read(1 << 16)
             if not chunk:
                 break
-            _write_all(terminal, chunk)
+            try:
+                _write_all(terminal, chunk)
+            except OSError:
+                pass
             *lines, pending = (pending + chunk).split(b'\n')
             found = (CAFFE_LINE.search(line) for line in lines)  # maybe after a progress bar
             caffe_lines = [m.string[m.start():] for m in found if m]
-            if caffe_lines:
-                log.write(b'\n'.join(caffe_lines) + b'\n')
-                log.flush()
+            if caffe_lines and log is not None:
+                try:
+                    log.write(b'\n'.join(caffe_lines) + b'\n')
+                    log.flush()
+                except OSError:
+                    log.close()
+                    log = None
+    if log is not None:
+        log.close()
 
 
 def _write_all(fd, data):
