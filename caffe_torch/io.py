@@ -64,16 +64,33 @@ def blobproto_to_array(blob, return_diff=False):
 def array_to_blobproto(arr, diff=None):
     """A BlobProto with `arr`'s shape (current format) and values; `diff` optional."""
     arr = np.asarray(arr)
-    blob = caffe_pb2.BlobProto()
-    blob.shape.dim.extend(arr.shape)
-    blob.data.extend(arr.astype(np.float32).ravel())
+    packed = [packed_floats(5, arr)]  # BlobProto.data
     if diff is not None:
         diff = np.asarray(diff)
         if diff.shape != arr.shape:
             raise ValueError(f'diff shape {diff.shape} differs from data shape '
                              f'{arr.shape}; pass a diff of the same shape.')
-        blob.diff.extend(diff.astype(np.float32).ravel())
+        packed.append(packed_floats(6, diff))  # BlobProto.diff
+    blob = caffe_pb2.BlobProto.FromString(b''.join(packed))
+    blob.shape.dim.extend(arr.shape)
     return blob
+
+
+def packed_floats(field, array):
+    """Protobuf's wire format of a packed repeated float field holding `array` (float32,
+    little-endian), made from the array's buffer. Parsing it fills a BlobProto in one
+    step, where `extend` converts one Python float at a time (minutes for VGG16)."""
+    raw = np.ascontiguousarray(array, dtype='<f4').tobytes()
+    return _varint(field << 3 | 2) + _varint(len(raw)) + raw
+
+
+def _varint(value):
+    out = bytearray()
+    while value > 0x7f:
+        out.append(value & 0x7f | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 def arraylist_to_blobprotovector_str(arraylist):

@@ -89,16 +89,19 @@ def to_proto(net, write_diff=False):
         layer_param.CopyFrom(layer.layer_param)
         del layer_param.blobs[:]
         for blob in layer.blobs:
-            layer_param.blobs.append(_blob_to_proto(blob, write_diff))
+            _blob_to_proto(blob, write_diff, layer_param.blobs.add())
     return param
 
 
-def _blob_to_proto(blob, write_diff):
-    proto = caffe_pb2.BlobProto()
-    proto.shape.dim.extend(blob.shape)
-    proto.data.extend(blob.data.ravel())
+def _blob_to_proto(blob, write_diff, proto):
+    """Blob::ToProto into `proto`: shape, data (and diff). The packed floats go from the
+    array's buffer into protobuf's wire format and are parsed in place: `extend` converts
+    one Python float at a time, over a minute for VGG16's 134M values. Same bytes."""
+    packed = [io.packed_floats(5, blob.data)]
     if write_diff:
-        proto.diff.extend(blob.diff.ravel())
+        packed.append(io.packed_floats(6, blob.diff))
+    proto.MergeFromString(b''.join(packed))
+    proto.shape.dim.extend(blob.shape)
     return proto
 
 

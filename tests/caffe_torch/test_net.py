@@ -185,6 +185,28 @@ def test_catch_shape_mismatch_on_copy(net, tmp_path):
         other.copy_from(path)
 
 
+@pytest.mark.parametrize('write_diff', [False, True])
+def test_save_writes_the_bytes_protobuf_writes(net, tmp_path, write_diff):
+    """The caffemodel, written from the arrays' buffers, is byte for byte what protobuf
+    writes from a NetParameter filled value by value (Net::ToProto)."""
+    for blobs in net.params.values():
+        for blob in blobs:
+            blob.diff[...] = np.random.default_rng(4).standard_normal(blob.shape)
+    reference = caffe.proto.caffe_pb2.NetParameter(name=net.name)
+    for layer in net.layers:
+        layer_param = reference.layer.add()
+        layer_param.CopyFrom(layer.layer_param)
+        del layer_param.blobs[:]
+        for blob in layer.blobs:
+            proto = layer_param.blobs.add()
+            proto.shape.dim.extend(blob.shape)
+            proto.data.extend(blob.data.ravel().tolist())
+            if write_diff:
+                proto.diff.extend(blob.diff.ravel().tolist())
+    net.save(str(tmp_path / 'w.caffemodel'), write_diff=write_diff)
+    assert (tmp_path / 'w.caffemodel').read_bytes() == reference.SerializeToString()
+
+
 def test_failed_copy_leaves_the_net_as_it_was(tmp_path):
     """A file whose second layer does not fit is refused before any layer is copied, so
     the net is not left half loaded (Caffe checks as it copies, and aborts)."""
