@@ -7,7 +7,6 @@ one that was interrupted resumes from its newest snapshot. Everything the chain 
 """
 import argparse
 import json
-import math
 import os
 import sys
 

@@ -191,9 +191,11 @@ def _save_final(folder, target):
     os.replace(folder / 'final.caffemodel', target)
 
 
-# what interrupted atomic writes leave: mkstemp's hidden '.<name>.XXXXXXXX' (backend.files,
-# caffe_torch.formats) and the engine's '<name>.tmp<pid>' (HDF5 snapshots)
-_TORN = re.compile(r'\..+\.[a-z0-9_]{8}|.+\.tmp\d+')
+# what interrupted atomic writes of a stage's files leave: mkstemp's hidden
+# '.<name>.XXXXXXXX' (backend.files, caffe_torch.formats) and the engine's '<name>.tmp<pid>'
+# (HDF5 snapshots); only names of the kinds a stage writes, so a user's files stay
+_KINDS = r'(caffemodel|solverstate|fcnstate|h5|csv|json|png|log|prototxt)'
+_TORN = re.compile(rf'\..+\.{_KINDS}\.[a-z0-9_]{{8}}|.+\.h5\.tmp\d+')
 
 
 def sweep(folder):

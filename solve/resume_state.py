@@ -43,8 +43,9 @@ def restore(solver, state_path):
         return False
     state = _read(path)
     if state.get('iter') != solver.iter:
-        raise ValueError(f'{path} is of iteration {state.get("iter")}, its solverstate of '
-                         f'{solver.iter}; delete the stray file to resume')
+        raise files.FormatError(f'{path} is of iteration {state.get("iter")}, its '
+                                f'solverstate of {solver.iter}; delete the stray file to '
+                                f'resume')
     for net, layers in zip([solver.net] + list(solver.test_nets), state['nets']):
         for index, name in enumerate(net._layer_names):
             if name in layers and hasattr(net.layers[index], 'set_state'):

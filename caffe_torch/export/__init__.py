@@ -102,8 +102,11 @@ def _outputs(net, steps, inputs):
 
 
 def to_module(net):
-    """The Net `net` (engine) as a CaffeModule whose parameters are copies of its blobs."""
-    return CaffeModule(net)
+    """The Net `net` (engine) as a CaffeModule whose parameters are copies of its blobs,
+    in training mode (Dropout on) for a TRAIN net and eval mode for a TEST net, as the
+    net's phase runs it."""
+    from caffe_torch.proto import caffe_pb2
+    return CaffeModule(net).train(net.phase == caffe_pb2.TRAIN)
 
 
 def to_caffemodel(module, net, path=None):

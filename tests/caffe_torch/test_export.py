@@ -207,6 +207,9 @@ def test_train_nets_export_to_their_scores_and_refuse_what_has_no_form(tmp_path,
     set_dataset_env(monkeypatch, demo_voc=voc)
     module = to_module(caffe.Net(str(NETS / 'demo-fcn32s' / 'val.prototxt'), caffe.TEST))
     assert module.inputs == ['data', 'label'] and module.outputs == ['score']
+    assert not module.training  # a TEST net: Dropout off, as the net runs it
+    train = to_module(caffe.Net(str(NETS / 'demo-fcn32s' / 'train.prototxt'), caffe.TRAIN))
+    assert train.training and train.outputs == ['score']
     (tmp_path / 'twice.py').write_text(
         'import caffe\n'
         'class Twice(caffe.Layer):\n'

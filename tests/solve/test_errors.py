@@ -93,7 +93,8 @@ def test_stray_snapshot_names_are_ignored_and_torn_writes_swept(tmp_path):
     assert loop.latest_state(tmp_path) == snapshot / 'train_iter_10.solverstate.h5'
     torn = [tmp_path / '.scores.csv.k2j4_x9a', snapshot / '.train_iter_4.caffemodel.a1b2c3d4',
             snapshot / 'train_iter_4.solverstate.h5.tmp4242']
-    kept = [tmp_path / 'scores.csv', tmp_path / '.hidden_notes', snapshot / 'README']
+    kept = [tmp_path / 'scores.csv', tmp_path / '.hidden_notes', snapshot / 'README',
+            tmp_path / '.notes.settings']  # a user's file of mkstemp's name shape
     for path in torn + kept:
         path.write_bytes(b'x')
     loop.sweep(tmp_path)
