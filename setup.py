@@ -18,6 +18,13 @@ setup(
         'protobuf>=7.35.1,<8',
         'h5py>=3.8',
         'matplotlib>=3.7',
+        # the Data layer's databases, ImageData/WindowData's decoding and resizing as
+        # Caffe's OpenCV path, caffe.draw, progress bars
+        'lmdb>=1.4',
+        'plyvel>=1.5',
+        'opencv-python-headless>=4.8',
+        'pydot>=2.0',
+        'tqdm>=4.60',
         # Exact pin: a looser spec makes pip fetch a multi-GB CUDA build on CPU machines.
         'torch==2.13.0',
     ],

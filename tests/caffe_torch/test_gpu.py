@@ -4,7 +4,7 @@ import torch
 
 import caffe_torch as caffe
 from caffe_torch.blob import Blob
-from golden_check import rel_error, run_case
+from golden_check import CASES, check_case
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')]
@@ -31,19 +31,8 @@ def test_host_writes_reach_the_device(gpu_mode):
     assert (blob.diff == 5).all()
 
 
-@pytest.mark.parametrize('case', ['conv_k3p1', 'deconv_k4s2', 'pool_max_k3s2p1',
-                                  'pool_ave_k4s3p2', 'lrn_across', 'softmaxloss_valid',
-                                  'innerproduct', 'implicit_split', 'inplace_chain'])
-def test_golden_case_on_gpu(gpu_mode, case):
-    """Caffe's recorded outputs and diffs are met on the GPU too (TF32 off)."""
-    net, data = run_case(case)
-    assert net.blobs[next(iter(net.blobs))].data_tensor.is_cuda
-    for name, value in data.get('top', {}).items():
-        assert rel_error(net.blobs[name].data, value) < 1e-5, name
-    if 'bottom_diff' in data or 'param_diff' in data:
-        for name, value in data.get('top_diff', {}).items():
-            net.blobs[name].diff[...] = value
-        net.clear_param_diffs()
-        net.backward()
-        for name, value in data.get('bottom_diff', {}).items():
-            assert rel_error(net.blobs[name].diff, value) < 1e-4, name
+@pytest.mark.parametrize('case', sorted(p.name for p in CASES.iterdir()))
+def test_golden_case_on_gpu(gpu_mode, case, tmp_path):
+    """Every case Caffe recorded is met on the GPU too (TF32 off), blobs on the device."""
+    check_case(case, tmp_path, forward_tol=1e-5, backward_tol=1e-4)
+    assert Blob((1,)).data_tensor.is_cuda
