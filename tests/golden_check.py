@@ -67,9 +67,9 @@ def check_case(case, workdir, forward_tol=FORWARD_TOL, backward_tol=BACKWARD_TOL
             assert rel_error(net.blobs[name].data, value) < forward_tol, f'{case}: top {name}'
         _params(net, golden.get('param_after', {}), 'param after forward', forward_tol, case)
         if {'bottom_diff', 'param_diff'} & set(golden):
+            net.clear_param_diffs()  # first: a Parameter layer's top shares its param's diff
             for name, value in golden.get('top_diff', {}).items():
                 net.blobs[name].diff[...] = value
-            net.clear_param_diffs()
             net.backward()
             for name, value in golden.get('bottom_diff', {}).items():
                 assert rel_error(net.blobs[name].diff, value) < backward_tol, \

@@ -17,7 +17,7 @@ FLT_MIN = float(np.finfo(np.float32).tiny)
 Normalization = caffe_pb2.LossParameter.NormalizationMode
 
 
-def _softmax(x, axis):
+def softmax(x, axis):
     """Caffe's three steps: subtract the max over `axis`, exponentiate, divide by the sum."""
     shifted = x - x.amax(dim=axis, keepdim=True)
     exp = shifted.exp_()
@@ -31,7 +31,7 @@ def _softmax_backward(top_data, top_diff, axis):
 
 
 
-def _check_first_dim(layer, bottom):
+def check_first_dim(layer, bottom):
     """LossLayer::Reshape: the data and label bottoms agree in their first dimension."""
     a, b = bottom
     if a.num_axes == 0 or b.num_axes == 0 or a.shape[0] != b.shape[0]:
@@ -39,7 +39,7 @@ def _check_first_dim(layer, bottom):
                    f'has shape {a.shape}, bottom 1 has shape {b.shape}')
 
 
-def _check_label_count(layer, score, label, axis, outer, inner):
+def check_label_count(layer, score, label, axis, outer, inner):
     if outer * inner != label.count:
         layer.fail(f'number of labels must match number of predictions: score of shape '
                    f'{score.shape} with axis {axis} needs {outer} x {inner} = '
@@ -48,7 +48,7 @@ def _check_label_count(layer, score, label, axis, outer, inner):
                    f'{{0, ..., C-1}}')
 
 
-def _read_labels(layer, label, outer, inner, channels, ignore_label):
+def read_labels(layer, label, outer, inner, channels, ignore_label):
     """(labels, valid): int64 labels (outer, inner), 0 where ignored, and the kept mask."""
     labels = label.data_tensor.reshape(outer, inner).long()
     valid = torch.ones_like(labels, dtype=torch.bool)
@@ -64,7 +64,7 @@ def _read_labels(layer, label, outer, inner, channels, ignore_label):
     return labels.masked_fill(~valid, 0), valid
 
 
-def _loss_weight(top):
+def top_loss_weight(top):
     """The loss top's diff: its loss_weight, or what the caller set there."""
     return top.diff_tensor.reshape(-1)[0]
 
@@ -85,7 +85,7 @@ class SoftmaxLayer(Layer):
         top[0].reshape(*bottom[0].shape)
 
     def forward(self, bottom, top):
-        top[0].data_tensor.copy_(_softmax(bottom[0].data_tensor, self.axis))
+        top[0].data_tensor.copy_(softmax(bottom[0].data_tensor, self.axis))
 
     def backward(self, top, propagate_down, bottom):
         if propagate_down[0]:
@@ -93,14 +93,14 @@ class SoftmaxLayer(Layer):
             bottom[0].diff_tensor.copy_(grad)
 
 
-def _normalization(loss_param):
+def loss_normalization(loss_param):
     """The deprecated `normalize` decides only when `normalization` is not set."""
     if not loss_param.HasField('normalization') and loss_param.HasField('normalize'):
         return Normalization.Value('VALID' if loss_param.normalize else 'BATCH_SIZE')
     return loss_param.normalization
 
 
-def _normalizer(mode, outer, inner, valid_count):
+def loss_normalizer(mode, outer, inner, valid_count):
     """LossLayer::GetNormalizer, floored at 1 so an all-ignored batch gives 0, not NaN."""
     if mode == Normalization.Value('VALID'):
         return valid_count.to(torch.float32).clamp_(min=1.0)
@@ -132,30 +132,30 @@ class SoftmaxWithLossLayer(Layer):
         loss_param = self.layer_param.loss_param
         self.ignore_label = (loss_param.ignore_label if loss_param.HasField('ignore_label')
                              else None)
-        self.normalization = _normalization(loss_param)
+        self.normalization = loss_normalization(loss_param)
 
     def reshape(self, bottom, top):
         score, label = bottom
-        _check_first_dim(self, bottom)
+        check_first_dim(self, bottom)
         self.axis = self.canonical_axis(score, self.layer_param.softmax_param.axis,
                                     'softmax_param.axis')
         self.outer = score.count_range(0, self.axis)
         self.inner = score.count_range(self.axis + 1)
-        _check_label_count(self, score, label, self.axis, self.outer, self.inner)
+        check_label_count(self, score, label, self.axis, self.outer, self.inner)
         top[0].reshape()
         if len(top) > 1:
             top[1].reshape(*score.shape)
 
     def forward(self, bottom, top):
         channels = bottom[0].shape[self.axis]
-        self.prob = _softmax(bottom[0].data_tensor, self.axis)
-        self.labels, self.valid = _read_labels(self, bottom[1], self.outer, self.inner,
-                                               channels, self.ignore_label)
+        self.prob = softmax(bottom[0].data_tensor, self.axis)
+        self.labels, self.valid = read_labels(self, bottom[1], self.outer, self.inner,
+                                              channels, self.ignore_label)
         prob = self.prob.reshape(self.outer, channels, self.inner)
         picked = prob.gather(1, self.labels.unsqueeze(1)).squeeze(1)
         log_prob = picked.clamp(min=FLT_MIN).log_().masked_fill_(~self.valid, 0)
-        self.normalizer = _normalizer(self.normalization, self.outer, self.inner,
-                                      self.valid.sum())
+        self.normalizer = loss_normalizer(self.normalization, self.outer, self.inner,
+                                          self.valid.sum())
         top[0].data_tensor.copy_(-log_prob.sum() / self.normalizer)
         if len(top) > 1:
             top[1].data_tensor.copy_(self.prob)
@@ -171,7 +171,7 @@ class SoftmaxWithLossLayer(Layer):
         valid = self.valid.unsqueeze(1)
         grad.scatter_add_(1, self.labels.unsqueeze(1), -valid.to(grad.dtype))
         grad.masked_fill_(~valid, 0)
-        grad *= _loss_weight(top[0]) / self.normalizer
+        grad *= top_loss_weight(top[0]) / self.normalizer
         bottom[0].diff_tensor.copy_(grad.reshape(bottom[0].shape))
 
 
@@ -192,7 +192,7 @@ class EuclideanLossLayer(Layer):
         return True
 
     def reshape(self, bottom, top):
-        _check_first_dim(self, bottom)
+        check_first_dim(self, bottom)
         a, b = bottom
         if a.count_range(1) != b.count_range(1):
             self.fail(f'inputs must have the same dimension: bottom 0 of shape {a.shape} '
@@ -209,7 +209,7 @@ class EuclideanLossLayer(Layer):
     def backward(self, top, propagate_down, bottom):
         for index, sign in ((0, 1.0), (1, -1.0)):
             if propagate_down[index]:
-                alpha = sign * _loss_weight(top[0]) / bottom[index].num
+                alpha = sign * top_loss_weight(top[0]) / bottom[index].num
                 grad = self.diff * alpha
                 bottom[index].diff_tensor.copy_(grad.reshape(bottom[index].shape))
 
@@ -245,7 +245,7 @@ class AccuracyLayer(Layer):
                                     'accuracy_param.axis')
         self.outer = score.count_range(0, self.axis)
         self.inner = score.count_range(self.axis + 1)
-        _check_label_count(self, score, label, self.axis, self.outer, self.inner)
+        check_label_count(self, score, label, self.axis, self.outer, self.inner)
         top[0].reshape()
         if len(top) > 1:
             top[1].reshape(score.shape[self.axis])
@@ -253,8 +253,8 @@ class AccuracyLayer(Layer):
     def forward(self, bottom, top):
         channels = bottom[0].shape[self.axis]
         scores = bottom[0].data_tensor.reshape(self.outer, channels, self.inner)
-        labels, valid = _read_labels(self, bottom[1], self.outer, self.inner, channels,
-                                     self.ignore_label)
+        labels, valid = read_labels(self, bottom[1], self.outer, self.inner, channels,
+                                    self.ignore_label)
         true_score = scores.gather(1, labels.unsqueeze(1))
         better = (scores >= true_score).sum(dim=1) - 1
         correct = (better < self.top_k) & valid
