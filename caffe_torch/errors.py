@@ -35,3 +35,18 @@ class LayerSetupError(CaffeError, ValueError):
 
 class CoordMapError(CaffeError, RuntimeError, ValueError):
     """Coordinate mapping between two tops is impossible (the coord_map errors)."""
+
+
+class DataSourceError(CaffeError, OSError):
+    """A data layer's source (a DB, a list file, an HDF5 or image file) that cannot be
+    opened or read: it names the file, the layer, and what to check."""
+
+
+class DataRecordError(CaffeError, ValueError):
+    """A record that does not parse or does not fit: a corrupt Datum, an undecodable
+    image, an HDF5 dataset of the wrong type or shape, a window file line."""
+
+
+class InputArrayError(CaffeError, RuntimeError, ValueError):
+    """Arrays handed to Net.set_input_arrays that pycaffe refuses (it raises RuntimeError,
+    so code catching that keeps working)."""

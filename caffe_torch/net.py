@@ -279,6 +279,14 @@ class Net(ParamRegistry):
                                  f'the blob\'s {blob.shape[:1]}; reshape the blob first')
             getattr(blob, field)[...] = value
 
+    def set_input_arrays(self, data, labels):
+        """pycaffe's set_input_arrays: feed the MemoryData layer that must be the net's first
+        layer with `data` (N x C x H x W) and `labels` (N, or N x 1 x 1 x 1), C-contiguous
+        float32, N a multiple of its batch_size; InputArrayError (a RuntimeError, as
+        pycaffe's) otherwise. The layer keeps the arrays, as pycaffe does."""
+        from caffe_torch.layer_types.memory_data import set_input_arrays
+        set_input_arrays(self, data, labels)
+
     # -- weights ---------------------------------------------------------------------------
     def copy_from(self, path):
         """Copy weights by layer name from a caffemodel (or .h5), as CopyTrainedLayersFrom."""
