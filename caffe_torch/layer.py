@@ -101,6 +101,11 @@ class Layer:
     def backward(self, top, propagate_down, bottom):
         """Default: nothing to propagate (data layers, Silence of no-needed bottoms)."""
 
+    def auto_tops(self):
+        """How many tops the Net makes when the prototxt names fewer (AutoTopBlobs): a loss
+        layer always has its loss top, named or not."""
+        return 1 if self.is_loss else 0
+
     def allow_force_backward(self, bottom_index):
         """Whether force_backward may ask for this bottom's diff (not for labels)."""
         return not (self.is_loss and bottom_index == 1)

@@ -108,6 +108,9 @@ class Net(ParamRegistry):
             top_ids.append(blob_id)
             if layer_param.type == 'Input':
                 self._input_ids.append(blob_id)
+        for _ in range(len(tops), layer.auto_tops()):
+            top_ids.append(self._append_anonymous_top())
+            tops.append(self._blob_list[top_ids[-1]])
         self.bottom_vecs.append(bottoms)
         self.top_vecs.append(tops)
         self.bottom_ids.append(bottom_ids)
@@ -116,7 +119,7 @@ class Net(ParamRegistry):
         layer.set_up(bottoms, tops)
         for j, blob_id in enumerate(top_ids):
             self.blob_loss_weight_list[blob_id] = layer.loss(j)
-        need_backward |= self._append_params(layer_id, layer)
+        need_backward |= self._append_params(layer_id, layer, layer_param)
         self.layer_need_backward.append(need_backward)
         if need_backward:
             for blob_id in top_ids:
@@ -147,6 +150,15 @@ class Net(ParamRegistry):
             self.blob_loss_weight_list.append(0.0)
         available.add(name)
         return blob_id
+
+    def _append_anonymous_top(self):
+        """A top the prototxt did not name (a loss layer's, Caffe's AutoTopBlobs): listed in
+        net.blobs as "(automatic)", never a net output nor another layer's bottom."""
+        self._blob_list.append(Blob())
+        self._blob_names.append('(automatic)')
+        self.blob_need_backward.append(False)
+        self.blob_loss_weight_list.append(0.0)
+        return len(self._blob_list) - 1
 
     def _mark_backward(self, force_backward):
         """Caffe's backward pass over the graph: skip layers that reach no loss."""

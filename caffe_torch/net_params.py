@@ -13,18 +13,25 @@ from caffe_torch.proto import caffe_pb2
 class ParamRegistry:
     """Net's parameter tables: params_list, param_owners, learnable_params, params_lr..."""
 
-    def _append_params(self, layer_id, layer):
-        """Register the layer's parameter blobs; True when any has lr_mult != 0."""
-        specs = layer.layer_param.param
-        if len(specs) > len(layer.blobs):
+    def _append_params(self, layer_id, layer, net_param):
+        """Register the layer's parameter blobs; True when any needs a diff.
+
+        As Net::Init, whether a blob needs a diff comes from the net's copy of the layer
+        parameter (`net_param`), its name and multipliers from the layer's own copy, which
+        set-up may have extended (BatchNorm adds `lr_mult: 0` specs there): so a BatchNorm
+        still counts as needing backward, and its blobs learn nothing.
+        """
+        specs, net_specs = layer.layer_param.param, net_param.param
+        if len(net_specs) > len(layer.blobs):
             raise LayerSetupError(
-                f'{self.source}: layer "{layer.name}" gives {len(specs)} param specs but '
+                f'{self.source}: layer "{layer.name}" gives {len(net_specs)} param specs but '
                 f'has {len(layer.blobs)} parameter blob(s); remove the extra `param`.')
         layer.param_propagate_down = []
         ids = []
         for j, blob in enumerate(layer.blobs):
             spec = specs[j] if j < len(specs) else caffe_pb2.ParamSpec()
-            layer.param_propagate_down.append(spec.lr_mult != 0)
+            net_spec = net_specs[j] if j < len(net_specs) else caffe_pb2.ParamSpec()
+            layer.param_propagate_down.append(net_spec.lr_mult != 0)
             ids.append(self._append_param(layer_id, layer, j, blob, spec))
         self.param_ids.append(ids)
         return any(layer.param_propagate_down)

@@ -413,3 +413,48 @@ def test_net_from_netparameter_keeps_its_state():
     text_format.Merge(STATES, param)
     param.state.phase, param.state.level = caffe.TEST, 1
     assert caffe.Net(param).outputs == sorted(['NoLevel', 'Level1Only', 'NotA'])
+
+
+def test_loss_layer_without_top_gets_an_automatic_one(tmp_path):
+    """Caffe's AutoTopBlobs: a loss layer given no top still has its loss blob, listed as
+    "(automatic)" in net.blobs, counted in the loss, and not a net output."""
+    net = _net(tmp_path, '''
+        force_backward: true
+        layer { name: "in" type: "Input" top: "x" top: "y"
+                input_param { shape { dim: 2 dim: 3 } shape { dim: 2 } } }
+        layer { name: "loss" type: "SoftmaxWithLoss" bottom: "x" bottom: "y" }''',
+               caffe.TRAIN)
+    x = np.array([[1., 2., 0.5], [0., -1., 3.]])
+    net.blobs['x'].data[...], net.blobs['y'].data[...] = x, [1, 2]
+    assert list(net.blobs) == ['x', 'y', '(automatic)'] and net.outputs == []
+    assert net.forward() == {}
+    p = np.exp(x) / np.exp(x).sum(1, keepdims=True)
+    want = -(np.log(p[0, 1]) + np.log(p[1, 2])) / 2
+    assert np.isclose(net.blobs['(automatic)'].data, want, rtol=1e-6)
+    net.backward()
+    onehot = np.eye(3)[[1, 2]]
+    assert np.allclose(net.blobs['x'].diff, (p - onehot) / 2, atol=1e-7)
+
+
+def test_batchnorm_counts_as_needing_backward(tmp_path):
+    """BatchNorm adds `lr_mult: 0` to its own copy of the layer parameter; as in Net::Init,
+    whether its blobs need diffs comes from the net's copy (no spec: they do), so its
+    backward runs and writes its bottom's diff even where no layer below needs it, and
+    its blobs still have learning rate 0."""
+    text = '''
+        layer { name: "in" type: "Input" top: "z" top: "t"
+                input_param { shape { dim: 4 dim: 2 } shape { dim: 4 dim: 2 } } }
+        layer { name: "bn" type: "BatchNorm" bottom: "z" top: "bz" }
+        layer { name: "loss" type: "EuclideanLoss" bottom: "bz" bottom: "t" }'''
+    rng = np.random.RandomState(0)
+    z, t = rng.randn(4, 2), rng.randn(4, 2)
+    diffs = []
+    for force in ('', 'force_backward: true'):
+        net = _net(tmp_path, force + text, caffe.TRAIN)
+        net.blobs['z'].data[...], net.blobs['t'].data[...] = z, t
+        net.forward()
+        net.backward()
+        diffs.append(net.blobs['z'].diff.copy())
+        assert net.params_lr[-3:] == [0.0, 0.0, 0.0]
+    assert np.abs(diffs[0]).sum() > 0
+    assert np.array_equal(diffs[0], diffs[1])
