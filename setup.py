@@ -28,6 +28,15 @@ setup(
         # Exact pin: a looser spec makes pip fetch a multi-GB CUDA build on CPU machines.
         'torch==2.13.0',
     ],
+    entry_points={'console_scripts': [
+        'caffe = caffe_torch.cli:main',
+        'compute_image_mean = caffe_torch.tools.compute_image_mean:main',
+        'convert_imageset = caffe_torch.tools.convert_imageset:main',
+        'upgrade_net_proto_text = caffe_torch.tools.upgrade_proto:net_text_main',
+        'upgrade_net_proto_binary = caffe_torch.tools.upgrade_proto:net_binary_main',
+        'upgrade_solver_proto_text = caffe_torch.tools.upgrade_proto:solver_text_main',
+        'draw_net = caffe_torch.draw:main',
+    ]},
     extras_require={
         'test': ['pytest>=7'],
         'proto': ['grpcio-tools==1.85.1'],

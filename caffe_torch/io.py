@@ -130,3 +130,204 @@ def datum_to_array(datum):
     if len(datum.data):
         return np.frombuffer(datum.data, dtype=np.uint8).reshape(shape).copy()
     return np.array(datum.float_data, dtype=np.float32).reshape(shape)
+
+
+# -- pre-processing (pycaffe's Transformer) -------------------------------------------------
+class Transformer:
+    """pycaffe's Transformer: turn H x W x K images into an input blob's K x H x W arrays.
+
+    `inputs` maps each input name to its blob shape (net.blobs[name].data.shape).
+    preprocess: to float32, resize to the input's H x W (resize_image), transpose, swap
+    channels, multiply by raw_scale, subtract the mean, multiply by input_scale.
+    deprocess undoes these in reverse order as pycaffe does: it applies the channel swap
+    and the transpose order's square (the inverse for 2- and 3-element orders such as
+    (2, 1, 0) and (2, 0, 1)), and drops singleton axes. Unlike pycaffe, preprocess never
+    scales the caller's array in place (pycaffe does when it gets float32 data that needs
+    neither resizing nor a channel swap).
+    """
+
+    def __init__(self, inputs):
+        self.inputs = {name: tuple(shape) for name, shape in inputs.items()}
+        self.transpose, self.channel_swap = {}, {}
+        self.raw_scale, self.mean, self.input_scale = {}, {}, {}
+
+    def _check_input(self, in_):
+        if in_ not in self.inputs:
+            raise ValueError(f'{in_} is not one of the net inputs: {self.inputs}')
+
+    def preprocess(self, in_, data):
+        """An image (H' x W' x K) as input `in_`'s K x H x W float32 array."""
+        self._check_input(in_)
+        caffe_in = np.array(data, dtype=np.float32)
+        in_dims = self.inputs[in_][2:]
+        if caffe_in.shape[:2] != in_dims:
+            caffe_in = resize_image(caffe_in, in_dims)
+        if in_ in self.transpose:
+            caffe_in = caffe_in.transpose(self.transpose[in_])
+        if in_ in self.channel_swap:
+            caffe_in = caffe_in[list(self.channel_swap[in_]), :, :]
+        if self.raw_scale.get(in_) is not None:
+            caffe_in *= self.raw_scale[in_]
+        if self.mean.get(in_) is not None:
+            caffe_in -= self.mean[in_]
+        if self.input_scale.get(in_) is not None:
+            caffe_in *= self.input_scale[in_]
+        return caffe_in
+
+    def deprocess(self, in_, data):
+        """Undo preprocess (see the class docstring for pycaffe's order quirks)."""
+        self._check_input(in_)
+        decaf_in = np.array(data).squeeze()
+        if self.input_scale.get(in_) is not None:
+            decaf_in = decaf_in / self.input_scale[in_]
+        if self.mean.get(in_) is not None:
+            decaf_in = decaf_in + self.mean[in_]
+        if self.raw_scale.get(in_) is not None:
+            decaf_in = decaf_in / self.raw_scale[in_]
+        if in_ in self.channel_swap:
+            decaf_in = decaf_in[list(self.channel_swap[in_]), :, :]
+        if in_ in self.transpose:
+            order = self.transpose[in_]
+            decaf_in = decaf_in.transpose([order[t] for t in order])
+        return decaf_in
+
+    def set_transpose(self, in_, order):
+        """Axis order taking the image's H x W x K to the blob's K x H x W: (2, 0, 1)."""
+        self._check_input(in_)
+        if len(order) != len(self.inputs[in_]) - 1:
+            raise ValueError('Transpose order needs to have the same number of dimensions '
+                             f'as the input: got {tuple(order)} for input shape '
+                             f'{self.inputs[in_]}.')
+        self.transpose[in_] = order
+
+    def set_channel_swap(self, in_, order):
+        """Channel order after the transpose: (2, 1, 0) turns RGB into Caffe's BGR."""
+        self._check_input(in_)
+        if len(order) != self.inputs[in_][1]:
+            raise ValueError('Channel swap needs to have the same number of dimensions as '
+                             f'the input channels: got {tuple(order)} for '
+                             f'{self.inputs[in_][1]} channels.')
+        self.channel_swap[in_] = order
+
+    def set_raw_scale(self, in_, scale):
+        """Scale applied before the mean: 255 for models trained on [0, 255] pixels."""
+        self._check_input(in_)
+        self.raw_scale[in_] = scale
+
+    def set_mean(self, in_, mean):
+        """Mean to subtract: per channel (K,) or elementwise (K x H x W, or H x W)."""
+        self._check_input(in_)
+        mean = np.asarray(mean)
+        shape = mean.shape
+        if mean.ndim == 1:
+            if shape[0] != self.inputs[in_][1]:
+                raise ValueError(f'Mean channels incompatible with input: {shape[0]} '
+                                 f'values for {self.inputs[in_][1]} channels.')
+            mean = mean[:, np.newaxis, np.newaxis]
+        else:
+            if len(shape) == 2:
+                shape = (1,) + shape
+            if len(shape) != 3:
+                raise ValueError(f'Mean shape invalid: {mean.shape}; give (K,), (H, W) or '
+                                 f'(K, H, W).')
+            if shape != self.inputs[in_][1:]:
+                raise ValueError(f'Mean shape incompatible with input shape: {shape} vs '
+                                 f'{self.inputs[in_][1:]}.')
+        self.mean[in_] = mean
+
+    def set_input_scale(self, in_, scale):
+        """Scale applied after the mean is subtracted."""
+        self._check_input(in_)
+        self.input_scale[in_] = scale
+
+
+# -- image IO --------------------------------------------------------------------------------
+def load_image(filename, color=True):
+    """An image as float32 in [0, 1], H x W x 3 RGB (color) or H x W x 1 (not color:
+    color images are converted to gray as skimage's rgb2gray, 0.2125 R + 0.7154 G +
+    0.0721 B); an alpha channel is dropped."""
+    from PIL import Image
+    with Image.open(filename) as pil:
+        if pil.mode == 'P':
+            pil = pil.convert('RGBA' if 'transparency' in pil.info else 'RGB')
+        elif pil.mode in ('CMYK', 'YCbCr'):
+            pil = pil.convert('RGB')
+        img = np.asarray(pil)
+    img = _as_float(img)
+    if not color and img.ndim == 3:
+        img = img[:, :, :3] @ np.array([0.2125, 0.7154, 0.0721])
+    img = img.astype(np.float32)
+    if img.ndim == 2:
+        img = img[:, :, np.newaxis]
+        if color:
+            img = np.tile(img, (1, 1, 3))
+    elif img.shape[2] == 4:
+        img = img[:, :, :3]
+    return img
+
+
+def _as_float(img):
+    """skimage's img_as_float: integers scaled by their type's maximum, bool to 0/1."""
+    if img.dtype == bool:
+        return img.astype(np.float64)
+    if np.issubdtype(img.dtype, np.unsignedinteger):
+        return img / float(np.iinfo(img.dtype).max)
+    if np.issubdtype(img.dtype, np.signedinteger):
+        return np.maximum(img / float(np.iinfo(img.dtype).max), -1.0)
+    return img.astype(np.float64)
+
+
+def resize_image(im, new_dims, interp_order=1):
+    """Resize H x W x K to new_dims[0] x new_dims[1] x K (float32), as pycaffe.
+
+    1- and 3-channel images go through skimage's resize path: scaled to [0, 1], sampled
+    at pixel centres (src = (dst + 0.5) * in / out - 0.5) with zeros beyond the border
+    (mode 'constant'), no anti-aliasing, clipped, and scaled back; a constant image stays
+    constant. Other channel counts use scipy.ndimage.zoom, as pycaffe does.
+    """
+    from scipy import ndimage
+    im = np.asarray(im)
+    new_dims = tuple(int(d) for d in new_dims)
+    if im.shape[-1] in (1, 3):
+        im_min, im_max = im.min(), im.max()
+        if not im_max > im_min:
+            return np.full(new_dims + (im.shape[-1],), im_min, dtype=np.float32)
+        im_std = (im - im_min) / (im_max - im_min)
+        rows = (np.arange(new_dims[0]) + 0.5) * (im.shape[0] / new_dims[0]) - 0.5
+        cols = (np.arange(new_dims[1]) + 0.5) * (im.shape[1] / new_dims[1]) - 0.5
+        grid = np.meshgrid(rows, cols, indexing='ij')
+        channels = [ndimage.map_coordinates(im_std[:, :, k].astype(np.float64), grid,
+                                            order=interp_order, mode='grid-constant')
+                    for k in range(im.shape[-1])]
+        resized_std = np.clip(np.stack(channels, axis=-1), 0.0, 1.0)
+        resized = resized_std * (im_max - im_min) + im_min
+    else:
+        scale = tuple(np.array(new_dims, dtype=float) / np.array(im.shape[:2]))
+        resized = ndimage.zoom(im, scale + (1,), order=interp_order)
+    return resized.astype(np.float32)
+
+
+def oversample(images, crop_dims):
+    """The four corner crops and the centre crop of each H x W x K image, then the same
+    five mirrored left-right: a (10 N) x h x w x K float32 array."""
+    im_shape = np.array(images[0].shape)
+    crop_dims = np.array(crop_dims)
+    im_center = im_shape[:2] / 2.0
+    crops_ix = np.empty((5, 4), dtype=int)
+    curr = 0
+    for i in (0, im_shape[0] - crop_dims[0]):
+        for j in (0, im_shape[1] - crop_dims[1]):
+            crops_ix[curr] = (i, j, i + crop_dims[0], j + crop_dims[1])
+            curr += 1
+    crops_ix[4] = np.tile(im_center, (1, 2)) + np.concatenate([-crop_dims / 2.0,
+                                                                crop_dims / 2.0])
+    crops_ix = np.tile(crops_ix, (2, 1))
+    crops = np.empty((10 * len(images), crop_dims[0], crop_dims[1], im_shape[-1]),
+                     dtype=np.float32)
+    ix = 0
+    for im in images:
+        for crop in crops_ix:
+            crops[ix] = im[crop[0]:crop[2], crop[1]:crop[3], :]
+            ix += 1
+        crops[ix - 5:ix] = crops[ix - 5:ix, :, ::-1, :]
+    return crops

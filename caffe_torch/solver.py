@@ -14,7 +14,13 @@ One `step(n)` runs, n times:
     snapshot every `snapshot` iterations
 
 `solve(resume_file)` restores if asked, steps to max_iter, snapshots at the end unless
-`snapshot_after_train: false`, then runs a last display forward and test. A NaN or Inf
+`snapshot_after_train: false`, then runs a last display forward and test.
+
+Action requests (Solver::SetActionFunction, what `caffe train` wires to SIGINT/SIGHUP):
+`set_action_function(f)`, f() -> SolverAction.NONE/STOP/SNAPSHOT, is asked after every
+update (SNAPSHOT writes a snapshot and goes on; STOP ends training, and solve() then
+snapshots if snapshot_after_train and returns, "Optimization stopped early.") and before
+every test forward (a test stops at once on STOP: "Test interrupted."). A NaN or Inf
 loss stops training with the iteration and the first layer whose top went non-finite.
 Snapshots (`<prefix>_iter_<N>.caffemodel` and `.solverstate`, or `.h5` variants) are
 written atomically, the weights first, so an interrupted snapshot never hides the last
@@ -37,6 +43,11 @@ log = logging.getLogger('caffe_torch.solver')
 
 class NonFiniteLossError(CaffeError, FloatingPointError):
     """Training produced a NaN or Inf loss."""
+
+
+class SolverAction:
+    """caffe::SolverAction::Enum: what an action function may ask between iterations."""
+    NONE, STOP, SNAPSHOT = 0, 1, 2
 
 
 class Solver:
@@ -65,6 +76,8 @@ class Solver:
         self.smoothed_loss = 0.0
         self._losses = []
         self._callbacks = []
+        self._action_function = None
+        self.requested_early_exit = False
         self.history = [blob_like(p) for _ in range(self.history_per_param)
                         for p in self.net.learnable_params]
 
@@ -136,8 +149,11 @@ class Solver:
             self.net.clear_param_diffs()
             p = self.param
             if p.test_interval and self.iter % p.test_interval == 0 and \
-                    (self.iter > 0 or p.test_initialization) and mode.root_solver():
-                self.test_all()
+                    (self.iter > 0 or p.test_initialization):
+                if mode.root_solver():
+                    self.test_all()
+                if self.requested_early_exit:  # stop was requested while testing
+                    break
             for on_start, _ in self._callbacks:
                 on_start()
             loss = sum(self._forward_backward() for _ in range(p.iter_size)) / p.iter_size
@@ -150,8 +166,13 @@ class Solver:
                 on_gradients_ready()
             self.apply_update()
             self.iter += 1
-            if p.snapshot and self.iter % p.snapshot == 0 and mode.root_solver():
+            request = self.get_requested_action()
+            if (p.snapshot and self.iter % p.snapshot == 0 and mode.root_solver()) or \
+                    request == SolverAction.SNAPSHOT:
                 self.snapshot()
+            if request == SolverAction.STOP:
+                self.requested_early_exit = True
+                break
 
     def _forward_backward(self):
         last = len(self.net.layers) - 1
@@ -196,14 +217,19 @@ class Solver:
         """Train to max_iter (Solver::Solve), optionally resuming from a solverstate."""
         log.info('Solving %s', self.net.name)
         log.info('Learning Rate Policy: %s', self.param.lr_policy)
+        self.requested_early_exit = False
         if resume_file:
             log.info('Restoring previous solver status from %s', resume_file)
             self.restore(resume_file)
         start_iter = self.iter
         self.step(self.param.max_iter - self.iter)
         p = self.param
-        if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0):
+        if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0) and \
+                mode.root_solver():  # Caffe: only the root solver snapshots
             self.snapshot()
+        if self.requested_early_exit:
+            log.info('Optimization stopped early.')
+            return
         if p.display and self.iter % p.display == 0:
             loss = self.net.forward_from_to(0, len(self.net.layers) - 1)
             self._update_smoothed_loss(loss, start_iter)
@@ -216,13 +242,29 @@ class Solver:
         """Call `on_start()` before each iteration's passes, `on_gradients_ready()` after."""
         self._callbacks.append((on_start, on_gradients_ready))
 
+    def set_action_function(self, function):
+        """Ask `function()` for a SolverAction between iterations (SetActionFunction);
+        None removes it."""
+        self._action_function = function
+
+    def get_requested_action(self):
+        """Solver::GetRequestedAction: the action function's answer, else NONE."""
+        if self._action_function is None:
+            return SolverAction.NONE
+        return self._action_function()
+
     def share_weights(self, net):
         """Make `net` use this solver's train-net weights (pycaffe's share_weights)."""
         net.share_with(self.net)
 
     # -- testing ---------------------------------------------------------------------------
     def test_all(self):
-        return [self.test(i) for i in range(len(self.test_nets))]
+        results = []
+        for i in range(len(self.test_nets)):
+            if self.requested_early_exit:
+                break
+            results.append(self.test(i))
+        return results
 
     def test(self, test_net_id=0):
         """Mean of each test-net output over test_iter forwards; logged as Caffe does."""
@@ -232,9 +274,21 @@ class Solver:
         iters = self.param.test_iter[test_net_id]
         scores, loss = None, 0.0
         for _ in range(iters):
+            request = self.get_requested_action()
+            while request != SolverAction.NONE:  # requests that came in during the test
+                if request == SolverAction.SNAPSHOT:
+                    self.snapshot()
+                elif request == SolverAction.STOP:
+                    self.requested_early_exit = True
+                request = self.get_requested_action()
+            if self.requested_early_exit:
+                break
             loss += net.forward_from_to(0, len(net.layers) - 1)
             values = [net.blobs[name].data.ravel().astype(np.float64) for name in net.outputs]
             scores = values if scores is None else [s + v for s, v in zip(scores, values)]
+        if self.requested_early_exit:
+            log.info('Test interrupted.')
+            return {}
         if self.param.test_compute_loss:
             log.info('Test loss: %g', loss / iters)
         means, index = {}, 0

@@ -98,3 +98,130 @@ def test_shape_equals_legacy_rule(shape, legacy, fits):
     blob = caffe_pb2.BlobProto(num=legacy[0], channels=legacy[1], height=legacy[2],
                                width=legacy[3])
     assert io.shape_equals(shape, blob) is fits
+
+
+# -- pycaffe's Transformer, load_image, resize_image, oversample -----------------------------
+def _transformer():
+    t = io.Transformer({'data': (1, 3, 4, 5)})
+    t.set_transpose('data', (2, 0, 1))
+    t.set_channel_swap('data', (2, 1, 0))
+    t.set_raw_scale('data', 255)
+    t.set_mean('data', np.array([10.0, 20.0, 30.0]))
+    t.set_input_scale('data', 0.5)
+    return t
+
+
+def test_transformer_preprocess_order():
+    """HxWxK -> KxHxW, channels swapped, * raw_scale, - mean, * input_scale."""
+    image = np.random.RandomState(1).rand(4, 5, 3).astype(np.float32)
+    kept = image.copy()
+    out = _transformer().preprocess('data', image)
+    expected = np.empty((3, 4, 5))
+    for k, source in enumerate((2, 1, 0)):
+        expected[k] = (image[:, :, source].astype(np.float64) * 255 - [10, 20, 30][k]) * 0.5
+    assert out.dtype == np.float32 and out.shape == (3, 4, 5)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(image, kept)  # the caller's array is left alone
+
+
+def test_transformer_deprocess_inverts_preprocess():
+    image = np.random.RandomState(2).rand(4, 5, 3).astype(np.float32)
+    t = _transformer()
+    back = t.deprocess('data', t.preprocess('data', image)[np.newaxis])
+    np.testing.assert_allclose(back, image, atol=1e-5)
+
+
+def test_transformer_resizes_to_the_input_and_elementwise_mean():
+    t = io.Transformer({'data': [2, 1, 3, 3]})
+    t.set_transpose('data', (2, 0, 1))
+    mean = np.arange(9, dtype=np.float32).reshape(3, 3)
+    t.set_mean('data', mean)  # H x W, broadcast over the one channel
+    image = np.full((6, 6, 1), 0.25, np.float32)
+    out = t.preprocess('data', image)
+    np.testing.assert_allclose(out, 0.25 - mean[np.newaxis], rtol=1e-6)
+
+
+def test_catch_transformer_misuse():
+    t = io.Transformer({'data': (1, 3, 4, 5)})
+    with pytest.raises(ValueError, match='is not one of the net inputs'):
+        t.set_raw_scale('label', 255)
+    with pytest.raises(ValueError, match='Transpose order needs to have the same number'):
+        t.set_transpose('data', (1, 0))
+    with pytest.raises(ValueError, match='Channel swap needs to have the same number'):
+        t.set_channel_swap('data', (1, 0))
+    with pytest.raises(ValueError, match='Mean channels incompatible'):
+        t.set_mean('data', np.zeros(4))
+    with pytest.raises(ValueError, match='Mean shape incompatible'):
+        t.set_mean('data', np.zeros((3, 2, 2)))
+    with pytest.raises(ValueError, match='Mean shape invalid'):
+        t.set_mean('data', np.zeros((1, 3, 4, 5)))
+
+
+def _bilinear_zero_border(im, out_h, out_w):
+    """Reference: pixel-centre bilinear sampling, zero outside (skimage, mode constant)."""
+    h, w = im.shape
+    out = np.zeros((out_h, out_w))
+    for i in range(out_h):
+        for j in range(out_w):
+            r, c = (i + 0.5) * h / out_h - 0.5, (j + 0.5) * w / out_w - 0.5
+            r0, c0 = int(np.floor(r)), int(np.floor(c))
+            value = 0.0
+            for rr, wr in ((r0, 1 - (r - r0)), (r0 + 1, r - r0)):
+                for cc, wc in ((c0, 1 - (c - c0)), (c0 + 1, c - c0)):
+                    if 0 <= rr < h and 0 <= cc < w:
+                        value += wr * wc * im[rr, cc]
+            out[i, j] = value
+    return out
+
+
+@pytest.mark.parametrize('size', [(7, 5), (2, 3), (4, 4)])
+def test_resize_image_bilinear(size):
+    im = np.random.RandomState(3).rand(4, 4, 3) * 200 + 10
+    out = io.resize_image(im, size)
+    assert out.shape == size + (3,) and out.dtype == np.float32
+    lo, hi = im.min(), im.max()
+    for k in range(3):
+        std = _bilinear_zero_border((im[:, :, k] - lo) / (hi - lo), *size)
+        np.testing.assert_allclose(out[:, :, k], np.clip(std, 0, 1) * (hi - lo) + lo,
+                                   rtol=1e-5)
+
+
+def test_resize_image_constant_and_many_channels():
+    out = io.resize_image(np.full((3, 3, 1), 7.0), (5, 2))
+    assert out.shape == (5, 2, 1) and (out == 7).all()
+    im = np.random.RandomState(4).rand(4, 6, 5)
+    out = io.resize_image(im, (8, 12))  # not 1 or 3 channels: scipy.ndimage.zoom
+    from scipy import ndimage
+    np.testing.assert_allclose(out, ndimage.zoom(im, (2.0, 2.0, 1), order=1), rtol=1e-6)
+
+
+def test_load_image_color_gray_alpha(tmp_path):
+    from PIL import Image
+    rgb = np.random.RandomState(5).randint(0, 256, (4, 6, 3)).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / 'rgb.png')
+    Image.fromarray(rgb[:, :, 0]).save(tmp_path / 'gray.png')
+    rgba = np.dstack([rgb, np.full((4, 6), 9, np.uint8)])
+    Image.fromarray(rgba).save(tmp_path / 'rgba.png')
+    img = io.load_image(str(tmp_path / 'rgb.png'))
+    assert img.dtype == np.float32 and img.shape == (4, 6, 3)
+    np.testing.assert_allclose(img, rgb / 255.0, rtol=1e-6)
+    gray = io.load_image(str(tmp_path / 'gray.png'))  # grey tiled to 3 channels
+    np.testing.assert_allclose(gray, np.repeat(rgb[:, :, :1] / 255.0, 3, axis=2), rtol=1e-6)
+    assert io.load_image(str(tmp_path / 'gray.png'), color=False).shape == (4, 6, 1)
+    np.testing.assert_allclose(io.load_image(str(tmp_path / 'rgba.png')), rgb / 255.0,
+                               rtol=1e-6)
+    luma = io.load_image(str(tmp_path / 'rgb.png'), color=False)
+    np.testing.assert_allclose(luma[:, :, 0], rgb / 255.0 @ [0.2125, 0.7154, 0.0721],
+                               rtol=1e-5)
+
+
+def test_oversample_corners_center_mirrors():
+    image = np.arange(6 * 8 * 2, dtype=np.float32).reshape(6, 8, 2)
+    crops = io.oversample([image, image + 1000], (4, 5))
+    assert crops.shape == (20, 4, 5, 2) and crops.dtype == np.float32
+    corners = [(0, 0), (0, 3), (2, 0), (2, 3), (1, 1)]  # centre: (3 - 2, 4 - 2.5) -> (1, 1)
+    for n, offset in enumerate((0, 1000)):
+        for i, (r, c) in enumerate(corners):
+            crop = image[r:r + 4, c:c + 5] + offset
+            np.testing.assert_array_equal(crops[10 * n + i], crop)
+            np.testing.assert_array_equal(crops[10 * n + 5 + i], crop[:, ::-1])

@@ -1,0 +1,8 @@
+"""upgrade_solver_proto_text OLD.prototxt NEW.prototxt (see
+caffe_torch.tools.upgrade_proto)."""
+import sys
+
+from caffe_torch.tools.upgrade_proto import solver_text_main
+
+if __name__ == '__main__':
+    sys.exit(solver_text_main())
