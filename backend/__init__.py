@@ -67,6 +67,16 @@ def extra(name):
     return getattr(caffe, name, None) if is_engine else None
 
 
+def keep_blobs(net, names, for_backward=False):
+    """Let the engine free every blob but `names` (and the net's inputs, outputs and loss
+    tops) once no later layer reads it (caffe_torch's Net.keep_blobs); pycaffe keeps them
+    all. For nets whose other blobs the toolkit never reads: scoring, inference, training
+    (`for_backward`, which keeps the data backward needs)."""
+    keep = getattr(net, 'keep_blobs', None)  # pycaffe's Net has none
+    if keep is not None:
+        keep(list(names), for_backward)
+
+
 def input_errors():
     """The exceptions a backend raises for bad input that the CLIs report as `error:`
     lines: the engine's CaffeError; pycaffe's IOError for files it cannot open (its CHECK

@@ -56,6 +56,10 @@ class SyncedMemory:
             self._head = _DEVICE
         return self._device
 
+    def release(self):
+        """Drop both copies; the next use allocates them again, zeroed (net_memory.py)."""
+        self._device = self._host = self._head = None
+
     def _allocate(self):
         self._device = torch.zeros(self.capacity, dtype=torch.float32, device=self.device)
         if self.device.type == 'cpu':

@@ -47,6 +47,7 @@ class Net(ParamRegistry):
             self.copy_from(weights)
         self._before_forward, self._after_forward = [], []
         self._before_backward, self._after_backward = [], []
+        self._memory = None
 
     @staticmethod
     def _with_state(network_file, phase, level, stages):
@@ -203,10 +204,14 @@ class Net(ParamRegistry):
                 loss += self.layers[i].run_forward(self.bottom_vecs[i], self.top_vecs[i])
                 for hook in self._after_forward:
                     hook(i)
+                if self._memory is not None:
+                    self._memory.forward_done(i)
         return loss
 
     def backward_from_to(self, start, end):
         """Backward through layers start down to end (inclusive), where needed."""
+        if self._memory is not None:
+            self._memory.check_backward()
         with torch.no_grad():
             for i in range(start, end - 1, -1):
                 for hook in self._before_backward:
@@ -216,6 +221,8 @@ class Net(ParamRegistry):
                                                 self.bottom_vecs[i])
                 for hook in self._after_backward:
                     hook(i)
+                if self._memory is not None:
+                    self._memory.backward_done(i)
 
     def forward(self, blobs=None, start=None, end=None, **kwargs):
         """pycaffe's forward: set inputs from kwargs, run, return {output: data view}."""
@@ -258,6 +265,14 @@ class Net(ParamRegistry):
     def clear_param_diffs(self):
         for blob in self.learnable_params:
             blob.diff_tensor.zero_()
+
+    def keep_blobs(self, names=(), for_backward=False):
+        """Engine extra: keep only the blobs `names` (and the inputs, outputs and loss tops)
+        and free every other blob's memory once no later layer reads it; `for_backward`
+        keeps the data backward needs and frees diffs as backward passes them.
+        `keep_blobs(None)` keeps every blob again, as Caffe (net_memory.py)."""
+        from caffe_torch.net_memory import MemoryPlan
+        self._memory = None if names is None else MemoryPlan(self, names, for_backward)
 
     def before_forward(self, hook):
         self._before_forward.append(hook)

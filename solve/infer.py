@@ -224,6 +224,7 @@ def load_net(args, model_id):
     print(f'net {net_path}\nweights {weights}', file=sys.stderr)
     net = caffe.Net(str(net_path), caffe.TEST, weights=str(weights))
     check_weights(net, weights)
+    backend.keep_blobs(net, [])  # segment() reads the outputs only
     return net
 
 

@@ -167,6 +167,7 @@ def _start(model_id, solver, param, init, resume, iterations):
     else:
         stages.initialise(model_id, solver.net, init)
     stages.bilinear(solver.net, param.train_net)
+    backend.keep_blobs(solver.net, [], for_backward=True)  # the solver reads outputs only
     if backend.extra('parallel'):
         backend.extra('parallel').DataParallel(solver)
 

@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 
+import backend
 from solve import vis
 from solve.console import ProgressBar
 
@@ -172,6 +173,7 @@ def evaluate(net, num_images, score_blob='score', label_blob='label', loss_blob=
         palette = vis.make_palette(vis.PALETTE_SIZE) if palette is None else palette
     confusion, loss_sum = None, 0.0
     has_loss = loss_blob is not None and loss_blob in net.blobs
+    backend.keep_blobs(net, [score_blob, label_blob] + ([loss_blob] if has_loss else []))
     bar = ProgressBar(num_images) if progress else None
     for i in range(num_images):
         net.forward()

@@ -1,0 +1,103 @@
+"""Freeing blob memory no one will read: an engine extra, opt-in (`Net.keep_blobs`).
+
+Caffe, and so pycaffe, keeps every blob's data after a forward and every diff after a
+backward, and pycaffe users read any of them; the engine does the same by default. The
+toolkit's own inference, scoring and training read a few blobs only, so they ask to keep
+those and let the rest go as soon as no later layer reads them, which is what plain PyTorch
+does with its intermediate tensors:
+
+  forward only (for_backward=False)   a blob's data is freed after the last layer that
+                                      reads or writes it in forward; a backward through
+                                      such a net is refused, its inputs are gone
+  training (for_backward=True)        all data stays for backward; a blob's diff and data
+                                      are freed after the backward of the first layer that
+                                      touches the blob (its producer), the last to read them
+
+Never freed: the named blobs, the net's inputs and outputs, loss tops, tops of layers
+without bottoms (data layers may fill them once), and memory shared with a parameter
+(a Parameter layer's top). Memory is tracked per buffer, so blobs sharing one (in place,
+Flatten, Reshape) go together. A freed buffer is allocated again, zeroed, by its next
+writer, as Caffe's SyncedMemory allocates on first use.
+"""
+from caffe_torch.errors import CaffeError
+
+
+class FreedBlobError(CaffeError):
+    """Backward through a net whose forward freed the data backward needs."""
+
+
+class MemoryPlan:
+    """Which blobs to free after which layer, for one Net and one set of kept names.
+
+    Blobs are grouped by the buffer they share when the plan is made (after set-up, when
+    Split, Flatten, Reshape and in-place layers have shared theirs); the groups are
+    structural, so they hold when a larger input makes the blobs reallocate. A group goes
+    after the last layer (forward) or first layer (backward) that touches any member.
+    """
+
+    def __init__(self, net, keep=(), for_backward=False):
+        unknown = sorted(set(keep) - set(net.blobs))
+        if unknown:
+            raise KeyError(f'keep_blobs: no blob named {", ".join(unknown)} in net '
+                           f'"{net.name}"; blobs: {", ".join(net.blobs)}')
+        self.net, self.for_backward = net, for_backward
+        self.data_freed = False
+        kept = self._protected(net, set(keep))
+        self.after_forward = {} if for_backward else self._plan(kept, '_data', max)
+        self.after_backward = self._plan(kept, '_diff', min)
+        if for_backward:
+            for i, groups in self._plan(kept, '_data', min).items():
+                self.after_backward.setdefault(i, []).extend(groups)
+
+    @staticmethod
+    def _protected(net, keep):
+        """ids of the buffers never freed (see the module docstring)."""
+        names = keep | set(net.inputs) | set(net.outputs)
+        blobs = [blob for name, blob in zip(net._blob_names, net._blob_list)
+                 if name in names]
+        blobs += [net._blob_list[b] for b, weight in enumerate(net.blob_loss_weight_list)
+                  if weight]
+        for i in range(len(net.layers)):
+            if not net.bottom_vecs[i]:
+                blobs += net.top_vecs[i]
+        blobs += net.params_list
+        return {id(m) for blob in blobs for m in (blob._data, blob._diff)}
+
+    def _plan(self, protected, field, pick):
+        """{layer index: [(field, blobs sharing that memory), ...] to free after it}."""
+        net = self.net
+        groups = {}
+        for blob in net._blob_list:
+            groups.setdefault(id(getattr(blob, field)), []).append(blob)
+        users = {}
+        for i in range(len(net.layers)):
+            for blob in list(net.bottom_vecs[i]) + list(net.top_vecs[i]):
+                users.setdefault(id(getattr(blob, field)), set()).add(i)
+        plan = {}
+        for key, blobs in groups.items():
+            if key not in protected and key in users:
+                plan.setdefault(pick(users[key]), []).append((field, blobs))
+        return plan
+
+    @staticmethod
+    def _free(groups):
+        for field, blobs in groups:
+            for blob in blobs:
+                getattr(blob, field).release()
+
+    def forward_done(self, i):
+        groups = self.after_forward.get(i)
+        if groups:
+            self._free(groups)
+            self.data_freed = True
+
+    def backward_done(self, i):
+        self._free(self.after_backward.get(i, ()))
+
+    def check_backward(self):
+        if self.data_freed:
+            raise FreedBlobError(
+                f'net "{self.net.name}": this net frees blob data after forward '
+                f'(keep_blobs(..., for_backward=False)), so backward would read freed '
+                f'memory; call net.keep_blobs(names, for_backward=True) to train it, or '
+                f'net.keep_blobs(None) to keep every blob, as Caffe does')

@@ -1,0 +1,123 @@
+"""Net.keep_blobs: freeing what no one reads changes no number, and frees what it says."""
+import textwrap
+
+import numpy as np
+import pytest
+
+import caffe_torch as caffe
+from caffe_torch.net_memory import FreedBlobError
+
+# A blob read by two layers (an automatic Split), an in-place ReLU, a Flatten sharing its
+# bottom's memory, a Parameter layer whose top is its blob; any input size.
+NET = '''
+layer { name: "in" type: "Input" top: "data" top: "label"
+        input_param { shape { dim: 2 dim: 3 dim: 9 dim: 9 } shape { dim: 2 } } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+        convolution_param { num_output: 4 kernel_size: 3 pad: 1
+                            weight_filler { type: "gaussian" std: 0.3 }
+                            bias_filler { type: "constant" value: 0.1 } } }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "conv2" type: "Convolution" bottom: "conv1" top: "conv2"
+        convolution_param { num_output: 4 kernel_size: 3 pad: 1
+                            weight_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "pool" type: "Pooling" bottom: "conv1" top: "pool"
+        pooling_param { pool: MAX kernel_size: 3 stride: 1 pad: 1 } }
+layer { name: "shift" type: "Parameter" top: "shift"
+        parameter_param { shape { dim: 4 } } }
+layer { name: "shifted" type: "Bias" bottom: "pool" bottom: "shift" top: "shifted" }
+layer { name: "sum" type: "Eltwise" bottom: "conv2" bottom: "shifted" top: "sum" }
+layer { name: "gap" type: "Pooling" bottom: "sum" top: "gap"
+        pooling_param { pool: AVE global_pooling: true } }
+layer { name: "flat" type: "Flatten" bottom: "gap" top: "flat" }
+layer { name: "ip" type: "InnerProduct" bottom: "flat" top: "score"
+        inner_product_param { num_output: 3 weight_filler { type: "gaussian" std: 0.1 } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "score" bottom: "label" top: "loss" }
+'''
+
+
+def _nets(tmp_path, phase, count=2, seed=0):
+    path = tmp_path / 'net.prototxt'
+    path.write_text(textwrap.dedent(NET))
+    nets = [caffe.Net(str(path), phase) for _ in range(count)]
+    rng = np.random.RandomState(seed)
+    for name, blobs in nets[0].params.items():
+        for i, blob in enumerate(blobs):
+            value = rng.normal(0, 0.3, blob.shape)
+            for net in nets:
+                net.params[name][i].data[...] = value
+    return nets
+
+
+def _feed(nets, rng, size=9):
+    data = rng.uniform(-1, 1, (2, 3, size, size))
+    for net in nets:
+        if net.blobs['data'].shape[2] != size:
+            net.blobs['data'].reshape(2, 3, size, size)
+        net.blobs['data'].data[...] = data
+        net.blobs['label'].data[...] = [0, 2]
+
+
+def _held(blob, field='_data'):
+    return getattr(blob, field)._head is not None
+
+
+def test_forward_only_frees_every_blob_not_kept_and_changes_no_output(tmp_path):
+    """A TEST net keeping "score": loss and score equal Caffe's keep-everything run, at
+    two input sizes (the second reallocates the blobs); every other intermediate blob's
+    data is gone after the forward, the Parameter's top survives with its value."""
+    full, lean = _nets(tmp_path, caffe.TEST)
+    lean.keep_blobs(['score'])
+    rng = np.random.RandomState(1)
+    for size in (9, 13):
+        _feed([full, lean], rng, size)
+        want, got = full.forward(), lean.forward()
+        assert want.keys() == got.keys() == {'loss'}
+        assert np.array_equal(want['loss'], got['loss'])
+        assert np.array_equal(full.blobs['score'].data, lean.blobs['score'].data)
+    held = {name for name, blob in lean.blobs.items() if _held(blob)}
+    assert held == {'data', 'label', 'score', 'loss', 'shift'}
+    assert np.array_equal(lean.blobs['shift'].data, full.params['shift'][0].data)
+
+
+def test_backward_after_a_forward_only_plan_is_refused(tmp_path):
+    (net,) = _nets(tmp_path, caffe.TRAIN, count=1)
+    net.keep_blobs(['score'])
+    _feed([net], np.random.RandomState(2))
+    net.forward()
+    with pytest.raises(FreedBlobError, match='for_backward=True'):
+        net.backward()
+
+
+def test_training_plan_gives_the_same_gradients_and_frees_diffs(tmp_path):
+    """for_backward=True over three iterations, the last at a larger input: loss and every
+    parameter diff equal the keep-everything net's bit for bit; after backward no
+    intermediate blob holds a diff, and only inputs, loss, and memory shared with
+    parameters keep their data."""
+    full, lean = _nets(tmp_path, caffe.TRAIN)
+    lean.keep_blobs(['loss'], for_backward=True)
+    rng = np.random.RandomState(3)
+    for size in (9, 9, 11):
+        _feed([full, lean], rng, size)
+        for net in (full, lean):
+            net.clear_param_diffs()
+            net.forward()
+            net.backward()
+        assert np.array_equal(full.blobs['loss'].data, lean.blobs['loss'].data)
+        for name in full.params:
+            for a, b in zip(full.params[name], lean.params[name]):
+                assert np.array_equal(a.diff, b.diff), name
+    diffs = {name for name, blob in lean.blobs.items() if _held(blob, '_diff')}
+    assert diffs <= {'data', 'label', 'loss', 'shift'}
+    data = {name for name, blob in lean.blobs.items() if _held(blob)}
+    assert data == {'data', 'label', 'loss', 'shift'}
+
+
+def test_keep_blobs_none_keeps_everything_again_and_unknown_names_are_refused(tmp_path):
+    (net,) = _nets(tmp_path, caffe.TEST, count=1)
+    with pytest.raises(KeyError, match='no blob named nope'):
+        net.keep_blobs(['nope'])
+    net.keep_blobs([])
+    net.keep_blobs(None)
+    _feed([net], np.random.RandomState(4))
+    net.forward()
+    assert all(_held(blob) for blob in net.blobs.values())
