@@ -1,13 +1,17 @@
 """Engine versus the same FCNs written directly in PyTorch: time, memory, throughput.
 
-For FCN-32s, 16s and 8s (VGG16, the committed nets/voc-fcn*s prototxts), each measurement
-runs in a fresh process on the same weights and input:
+For FCN-32s, 16s and 8s, full size (VGG16, the committed nets/voc-fcn*s prototxts, 500x500)
+and demo size (nets/demo-fcn*s, 160x160), each measurement runs in a fresh process on the
+same weights and input:
   train   forward + backward of the TRAIN net (loss, Dropout, frozen bilinear deconvs)
   test    forward of the TEST net; the engine records no autograd graph, the direct model
           runs under torch.no_grad()
+The engine runs with the toolkit's settings (`Net.keep_blobs`: only the loss and outputs
+are kept) and, for the memory column "all blobs", as pycaffe does (every blob kept).
 Peak memory is the process's peak RSS on the CPU, torch's peak allocation on a GPU.
+Also timed: writing VGG16 FCN-8s as a binary caffemodel (`net.save`).
 
-Example: python benchmarks/fcn_bench.py --size 500 --repeat 2 --strides 32 16 8
+Example: python benchmarks/fcn_bench.py --repeat 2 --strides 32 16 8 --sizes full demo
 """
 import argparse
 import json
@@ -24,19 +28,23 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import caffe_torch as caffe  # noqa: E402
-from benchmarks.direct_fcn import DirectFCN  # noqa: E402
+from benchmarks.direct_fcn import DirectFCN, Shape  # noqa: E402
 from caffe_torch import formats  # noqa: E402
 from nets.generate import NETS  # noqa: E402
 
 
+SIZES = {'full': ('voc-fcn{}s', 500, Shape.VGG16), 'demo': ('demo-fcn{}s', 160, Shape.DEMO)}
+IMPLS = ('direct', 'engine', 'engine-all')
+
+
 def engine_param(stride, size, train):
-    """nets/voc-fcn<stride>s/train.prototxt with Input layers in place of the data layer."""
-    param = formats.read_net(NETS / f'voc-fcn{stride}s' / 'train.prototxt')
+    """The size's train.prototxt with Input layers in place of the data layer."""
+    model, pixels, _ = SIZES[size]
+    param = formats.read_net(NETS / model.format(stride) / 'train.prototxt')
     data = param.layer[0]
     data.ClearField('python_param')
     data.type = 'Input'
-    shapes = [[1, 3, size, size], [1, 1, size, size]]
-    for shape in shapes:
+    for shape in ([1, 3, pixels, pixels], [1, 1, pixels, pixels]):
         data.input_param.shape.add().dim.extend(shape)
     param.state.phase = caffe.TRAIN if train else caffe.TEST
     return param
@@ -49,17 +57,18 @@ def prepare(stride, size, folder, seed=0):
     arrays = {f'{name}/{i}': rng.normal(0, 0.01, blob.shape).astype(np.float32)
               for name, blobs in net.params.items() for i, blob in enumerate(blobs)}
     arrays['data'] = rng.uniform(-100, 100, net.blobs['data'].shape).astype(np.float32)
-    arrays['label'] = rng.randint(0, 21, net.blobs['label'].shape).astype(np.float32)
-    np.savez(os.path.join(folder, f'inputs{stride}.npz'), **arrays)
+    arrays['label'] = rng.randint(0, SIZES[size][2].classes,
+                                  net.blobs['label'].shape).astype(np.float32)
+    np.savez(os.path.join(folder, f'inputs{stride}{size}.npz'), **arrays)
 
 
 def measure(impl, mode, stride, size, repeat, folder, device):
     """Seconds per iteration (best of `repeat` after one warm-up) and peak memory in MiB."""
     if device == 'cuda':
         caffe.set_mode_gpu()
-    arrays = dict(np.load(os.path.join(folder, f'inputs{stride}.npz')))
-    run = _engine_step(stride, size, mode, arrays) if impl == 'engine' \
-        else _direct_step(stride, mode, arrays, device)
+    arrays = dict(np.load(os.path.join(folder, f'inputs{stride}{size}.npz')))
+    run = _direct_step(stride, size, mode, arrays, device) if impl == 'direct' \
+        else _engine_step(stride, size, mode, arrays, keep_all=impl == 'engine-all')
     del arrays
     times = []
     for _ in range(repeat + 1):
@@ -68,9 +77,22 @@ def measure(impl, mode, stride, size, repeat, folder, device):
         run()
         _sync(device)
         times.append(time.perf_counter() - start)
-    peak = torch.cuda.max_memory_allocated() / 2 ** 20 if device == 'cuda' else \
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    return {'seconds': min(times[1:]), 'peak_mib': peak}
+    return {'seconds': min(times[1:]), 'peak_mib': _peak_mib(device)}
+
+
+def measure_save(folder):
+    """Seconds to write VGG16 FCN-8s as a binary caffemodel, and its size in MB."""
+    net = caffe.Net(engine_param(8, 'full', False))
+    path = os.path.join(folder, 'fcn8s.caffemodel')
+    start = time.perf_counter()
+    net.save(path)
+    return {'seconds': time.perf_counter() - start, 'mb': os.path.getsize(path) / 1e6}
+
+
+def _peak_mib(device):
+    if device == 'cuda':
+        return torch.cuda.max_memory_allocated() / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _sync(device):
@@ -78,8 +100,13 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def _engine_step(stride, size, mode, arrays):
+def _engine_step(stride, size, mode, arrays, keep_all=False):
+    """The engine as the toolkit runs it: keeping only the loss and outputs (a TRAIN net
+    frees diffs as backward passes them, a TEST net frees data after its last reader);
+    `keep_all` keeps every blob, as Caffe and pycaffe do."""
     net = caffe.Net(engine_param(stride, size, mode == 'train'))
+    if not keep_all:
+        net.keep_blobs(['loss'], for_backward=mode == 'train')
     for key, value in arrays.items():
         if '/' in key:
             name, i = key.split('/')
@@ -93,8 +120,8 @@ def _engine_step(stride, size, mode, arrays):
     return train if mode == 'train' else net.forward
 
 
-def _direct_step(stride, mode, arrays, device):
-    model = DirectFCN.from_arrays(arrays, stride).to(device)
+def _direct_step(stride, size, mode, arrays, device):
+    model = DirectFCN.from_arrays(arrays, stride, SIZES[size][2]).to(device)
     data = torch.from_numpy(arrays['data']).to(device)
     label = torch.from_numpy(arrays['label']).long().to(device)
     model.train(mode == 'train')
@@ -111,63 +138,94 @@ def _direct_step(stride, mode, arrays, device):
 
 def main(args):
     if args.prepare:
-        prepare(args.prepare, args.size, args.folder)
+        stride, size = args.prepare.split(':')
+        prepare(int(stride), size, args.folder)
         return 0
     if args.one:
-        impl, mode, stride = args.one.split(':')
-        print(json.dumps(measure(impl, mode, int(stride), args.size, args.repeat,
-                                 args.folder, args.device)))
+        impl, mode, stride, size = args.one.split(':')
+        print(json.dumps(measure(impl, mode, int(stride), size, args.repeat, args.folder,
+                                 args.device)))
+        return 0
+    if args.save:
+        print(json.dumps(measure_save(args.folder)))
         return 0
     rows = {}
     with tempfile.TemporaryDirectory() as folder:
-        for stride in args.strides:
-            _child(['--prepare', str(stride)], args, folder)
-            for mode in ('train', 'test'):
-                for impl in ('direct', 'engine'):
-                    out = _child(['--one', f'{impl}:{mode}:{stride}'], args, folder)
-                    rows[(stride, impl, mode)] = json.loads(out.strip().splitlines()[-1])
-    print(report(rows, args))
+        for size in args.sizes:
+            for stride in args.strides:
+                _child(['--prepare', f'{stride}:{size}'], args, folder)
+                for mode in ('train', 'test'):
+                    for impl in IMPLS:
+                        out = _child(['--one', f'{impl}:{mode}:{stride}:{size}'], args, folder)
+                        rows[(size, stride, impl, mode)] = _last_json(out)
+        save = _last_json(_child(['--save'], args, folder)) if args.with_save else None
+    print(report(rows, save, args))
     return 0
 
 
+def _last_json(out):
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def _child(extra, args, folder):
-    cmd = [sys.executable, __file__, '--size', str(args.size), '--repeat', str(args.repeat),
-           '--folder', folder, '--device', args.device] + extra
+    cmd = [sys.executable, __file__, '--repeat', str(args.repeat), '--folder', folder,
+           '--device', args.device] + extra
     return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
 
 
-def _machine(device):
+def machine(device):
+    """The machine in words: the GPU's name, or the CPU model and its core count."""
     if device == 'cuda':
         return torch.cuda.get_device_name(0)
-    return f'{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores'
+    model = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            model = next(line.split(':', 1)[1].strip() for line in f
+                         if line.startswith('model name'))
+    except (OSError, StopIteration):
+        pass
+    return f'{model}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads'
 
 
-def report(rows, args):
-    lines = [f'FCN VGG16, {args.size}x{args.size}, {_machine(args.device)}, '
-             f'torch {torch.__version__}, best of {args.repeat}', '',
-             '| net | pass | direct s | engine s | ratio | direct MiB | engine MiB | ratio '
-             '| engine img/s |', '|---|---|--:|--:|--:|--:|--:|--:|--:|']
-    for stride in args.strides:
-        for mode, label in (('train', 'TRAIN fwd+bwd'), ('test', 'TEST forward')):
-            d, e = rows[(stride, 'direct', mode)], rows[(stride, 'engine', mode)]
-            lines.append(f'| FCN-{stride}s | {label} | {d["seconds"]:.3f} | '
-                         f'{e["seconds"]:.3f} | {e["seconds"] / d["seconds"]:.3f} | '
-                         f'{d["peak_mib"]:.0f} | {e["peak_mib"]:.0f} | '
-                         f'{e["peak_mib"] / d["peak_mib"]:.3f} | {1 / e["seconds"]:.2f} |')
+def report(rows, save, args):
+    """A Markdown table to paste: engine / direct ratios of time and peak memory."""
+    lines = [f'{machine(args.device)}; torch {torch.__version__}; best of {args.repeat}',
+             '', '| net | size | pass | direct s | engine s | ratio | direct MiB '
+             '| engine MiB | ratio | all blobs MiB | ratio | engine img/s |',
+             '|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|']
+    for size in args.sizes:
+        pixels = SIZES[size][1]
+        for stride in args.strides:
+            for mode, label in (('train', 'TRAIN fwd+bwd'), ('test', 'TEST forward')):
+                d, e, a = (rows[(size, stride, impl, mode)] for impl in IMPLS)
+                lines.append(
+                    f'| FCN-{stride}s | {size} {pixels}x{pixels} | {label} | '
+                    f'{d["seconds"]:.4f} | {e["seconds"]:.4f} | '
+                    f'{e["seconds"] / d["seconds"]:.3f} | {d["peak_mib"]:.0f} | '
+                    f'{e["peak_mib"]:.0f} | {e["peak_mib"] / d["peak_mib"]:.3f} | '
+                    f'{a["peak_mib"]:.0f} | {a["peak_mib"] / d["peak_mib"]:.3f} | '
+                    f'{1 / e["seconds"]:.2f} |')
+    if save:
+        lines += ['', f'VGG16 FCN-8s caffemodel ({save["mb"]:.0f} MB) written by net.save in '
+                      f'{save["seconds"]:.2f} s']
     return '\n'.join(lines)
 
 
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('--size', type=int, default=500, help='input height and width')
+    parser.add_argument('--sizes', nargs='+', default=['full', 'demo'], choices=list(SIZES),
+                        help='full: VGG16 at 500x500; demo: the demo nets at 160x160')
     parser.add_argument('--repeat', type=int, default=2, help='timed iterations')
     parser.add_argument('--strides', type=int, nargs='+', default=[32, 16, 8],
                         choices=[32, 16, 8], help='which FCNs')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
                         choices=['cpu', 'cuda'], help='where to run')
+    parser.add_argument('--no-save', dest='with_save', action='store_false',
+                        help='skip timing the VGG16 FCN-8s caffemodel write')
     parser.add_argument('--one', help=argparse.SUPPRESS)
-    parser.add_argument('--prepare', type=int, help=argparse.SUPPRESS)
+    parser.add_argument('--prepare', help=argparse.SUPPRESS)
+    parser.add_argument('--save', action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--folder', help=argparse.SUPPRESS)
     return parser
 
