@@ -4,7 +4,7 @@
 import importlib
 import sys
 
-_SUBMODULES = ('proto', 'proto.caffe_pb2', 'io', 'net_spec', 'coord_map')
+_SUBMODULES = ('proto', 'proto.caffe_pb2', 'io', 'net_spec', 'coord_map', 'draw')
 
 
 def install_as_caffe():

@@ -71,7 +71,8 @@ class DataTransformer:
             raise DataRecordError(f'{self.where}: {what} declares {datum.channels}x'
                                   f'{datum.height}x{datum.width} = {count} values but holds '
                                   f'{got} {kind}; the record is truncated or its shape wrong')
-        return io.datum_to_array(datum)
+        array = io.datum_to_array(datum)
+        return array if array.dtype == np.uint8 else array.astype(np.float32)
 
     def decode(self, data, what='image'):
         """Bytes of an encoded image as C x H x W uint8, read as transform_param says."""

@@ -125,11 +125,12 @@ def array_to_datum(arr, label=None):
 
 
 def datum_to_array(datum):
-    """The CxHxW array a Datum holds (uint8 from `data`, float from float_data)."""
+    """The CxHxW array a Datum holds: uint8 from `data`, else float64 from float_data
+    (pycaffe's `astype(float)`)."""
     shape = (datum.channels, datum.height, datum.width)
     if len(datum.data):
         return np.frombuffer(datum.data, dtype=np.uint8).reshape(shape).copy()
-    return np.array(datum.float_data, dtype=np.float32).reshape(shape)
+    return np.array(datum.float_data, dtype=np.float64).reshape(shape)
 
 
 # -- pre-processing (pycaffe's Transformer) -------------------------------------------------

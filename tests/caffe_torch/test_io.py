@@ -69,7 +69,9 @@ def test_datum_uint8_and_float():
     assert datum.data == img.tobytes() and not datum.float_data and datum.label == 3
     np.testing.assert_array_equal(io.datum_to_array(datum), img)
     floats = io.array_to_datum(img.astype(np.float32) / 2)
-    np.testing.assert_array_equal(io.datum_to_array(floats), img / 2)
+    back = io.datum_to_array(floats)
+    assert back.dtype == np.float64  # pycaffe's astype(float)
+    np.testing.assert_array_equal(back, img / 2)
 
 
 def test_datum_without_label_is_smaller():
