@@ -22,6 +22,7 @@ from caffe_torch.sgd_solvers import (AdaDeltaSolver, AdaGradSolver,  # noqa: E40
                                      get_solver)
 
 from caffe_torch import parallel  # noqa: E402,F401
+from caffe_torch.parallel import NCCL, has_nccl  # noqa: E402,F401
 
 ENGINE_NAME = 'caffe_torch'  # what tells the toolkit's backend selector this is not pycaffe
 logs.install()

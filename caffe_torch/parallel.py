@@ -15,6 +15,9 @@ Only rank 0 (the root solver) tests, logs and snapshots; a snapshot resumes on a
 of ranks, since every rank holds the same weights and history.
 """
 import os
+import re
+import secrets
+import tempfile
 
 import torch
 import torch.distributed as dist
@@ -64,6 +67,66 @@ class DataParallel:
         for d in diffs:
             d.copy_(flat[offset:offset + d.numel()].view_as(d))
             offset += d.numel()
+
+
+class NCCL(DataParallel):
+    """pycaffe's `caffe.NCCL`, for scripts written like Caffe's python/train.py: the parent
+    makes `uid = caffe.NCCL.new_uid()` and starts one process per device, each of which
+    calls caffe.set_solver_count(n), set_solver_rank(r), builds its solver, then
+    `nccl = caffe.NCCL(solver, uid)`, `nccl.bcast()`, `solver.add_callback(nccl)` (and,
+    with layer_wise_reduce, `solver.net.after_backward(nccl)`).
+
+    The ranks meet through a torch.distributed FileStore in the temp folder named by the
+    uid, and reduce with NCCL on GPUs, gloo on CPUs, with the arithmetic of DataParallel.
+    Caffe's layer-wise reduction starts each layer's sum as its backward ends; here the
+    whole sum runs in on_gradients_ready, which gives the same numbers, so the per-layer
+    call only accepts the registration."""
+
+    def __init__(self, solver, uid):
+        self.solver = solver
+        self.world = mode.solver_count()
+        if self.world > 1 and not dist.is_initialized():
+            store = dist.FileStore(os.path.join(tempfile.gettempdir(),
+                                                f'caffe_torch_nccl_{_uid_text(uid)}'),
+                                   self.world)
+            dist.init_process_group('nccl' if mode.mode() == 'gpu' else 'gloo',
+                                    store=store, rank=mode.solver_rank(),
+                                    world_size=self.world)
+
+    @staticmethod
+    def new_uid():
+        """A fresh id for one group of ranks, as bytes (pycaffe's on Python 3)."""
+        return secrets.token_hex(16).encode()
+
+    def bcast(self):
+        """Every rank takes rank 0's weights."""
+        if self.world > 1:
+            self.broadcast()
+
+    def on_start(self):
+        """Nothing to do before an iteration's passes."""
+
+    def on_gradients_ready(self):
+        if self.world > 1:
+            super().on_gradients_ready()
+
+    def __call__(self, layer_index):
+        """The net's after_backward hook (layer_wise_reduce): see the class docstring."""
+
+
+def _uid_text(uid):
+    text = uid.decode('ascii', 'replace') if isinstance(uid, bytes) else str(uid)
+    if not re.fullmatch(r'[0-9a-f]{32}', text):
+        raise ValueError(f'NCCL uid {uid!r} is not one caffe.NCCL.new_uid() made (32 hex '
+                         f'digits); make it once in the parent process and pass it to '
+                         f'every rank')
+    return text
+
+
+def has_nccl():
+    """pycaffe's caffe.has_nccl(): multi-process reduction is always there (NCCL on GPUs,
+    gloo on CPUs)."""
+    return True
 
 
 def shutdown():

@@ -238,8 +238,14 @@ class Solver:
             self.test_all()
         log.info('Optimization Done.')
 
-    def add_callback(self, on_start, on_gradients_ready):
-        """Call `on_start()` before each iteration's passes, `on_gradients_ready()` after."""
+    def add_callback(self, on_start, on_gradients_ready=None):
+        """Call `on_start()` before each iteration's passes, `on_gradients_ready()` after;
+        or, as pycaffe's add_callback(nccl), an object with both methods (caffe.NCCL)."""
+        if on_gradients_ready is None:
+            if not hasattr(on_start, 'on_gradients_ready'):
+                raise TypeError('add_callback(on_start, on_gradients_ready) takes two '
+                                'functions, or one caffe.NCCL')
+            on_start, on_gradients_ready = on_start.on_start, on_start.on_gradients_ready
         self._callbacks.append((on_start, on_gradients_ready))
 
     def set_action_function(self, function):

@@ -1,4 +1,5 @@
-"""Data-parallel training: two gloo ranks equal one process with iter_size 2."""
+"""Data-parallel training: two gloo ranks (torchrun-style, or pycaffe's caffe.NCCL) equal one
+process with iter_size 2."""
 import os
 import socket
 import subprocess
@@ -6,7 +7,9 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
+import caffe_torch as caffe
 import dataset_fixtures as fx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -85,3 +88,54 @@ def test_two_ranks_equal_one_process_with_iter_size_two(tmp_path):
         np.testing.assert_allclose(ranks[key], single[key], rtol=2e-5, atol=1e-7, err_msg=key)
     start = np.load(tmp_path / 'single.npz')['conv1/0']
     assert np.abs(start).sum() > 0
+
+
+NCCL_SCRIPT = '''
+import sys, numpy as np
+sys.path.insert(0, {root!r})
+from backend import caffe
+rank = int(sys.argv[1])
+caffe.set_solver_count(2)
+caffe.set_solver_rank(rank)
+caffe.set_multiprocess(True)
+caffe.set_random_seed(5 + rank)  # different fillers: bcast must make them rank 0's
+solver = caffe.SGDSolver({solver!r})
+nccl = caffe.NCCL(solver, {uid!r})
+nccl.bcast()
+solver.add_callback(nccl)
+solver.net.after_backward(nccl)
+solver.step(3)
+if rank == 0:
+    np.savez({out!r}, **{{f'{{k}}/{{i}}': b.data for k, v in solver.net.params.items()
+                          for i, b in enumerate(v)}})
+'''
+
+
+def test_pycaffe_nccl_script_equals_one_process_with_iter_size_two(tmp_path):
+    """Caffe's python/train.py pattern (caffe.NCCL.new_uid in the parent, NCCL(solver, uid),
+    bcast, add_callback(nccl), after_backward(nccl) in each rank) trains as DataParallel:
+    equal to one process with iter_size 2."""
+    ids = [f'2007_00{i:04d}' for i in range(6)]
+    fx.make_voc(tmp_path / 'voc', ids=ids, sizes=(9, 11), splits={'train': ids})
+    single = _launch(tmp_path, 1, 2, tmp_path / 'single.npz')
+    uid = caffe.NCCL.new_uid()
+    assert isinstance(uid, bytes)
+    code = NCCL_SCRIPT.format(root=ROOT, solver=_solver(tmp_path, 1), uid=uid,
+                              out=str(tmp_path / 'nccl.npz'))
+    env = dict(os.environ, FCN_VOC_DIR=str(tmp_path / 'voc'), OMP_NUM_THREADS='1')
+    for key in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK'):
+        env.pop(key, None)
+    procs = [subprocess.Popen([sys.executable, '-c', code, str(r)], cwd=str(tmp_path),
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for r in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err
+    ranks = np.load(tmp_path / 'nccl.npz')
+    for key in single.files:
+        np.testing.assert_allclose(ranks[key], single[key], rtol=2e-5, atol=1e-7, err_msg=key)
+
+
+def test_nccl_uid_must_be_one_new_uid_made():
+    with pytest.raises(ValueError, match='32 hex digits'):
+        caffe.parallel._uid_text(b'../../etc/passwd')

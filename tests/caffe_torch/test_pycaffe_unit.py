@@ -487,8 +487,6 @@ def test_draw_net():
 
 
 # -- test_nccl.py ---------------------------------------------------------------------------
-@pytest.mark.xfail(not hasattr(caffe, 'has_nccl'), strict=False,
-                   reason='caffe_torch does not provide pycaffe\'s has_nccl / NCCL yet')
 def test_nccl_newuid():
     """test_nccl.py TestNCCL.test_newuid: NCCL uids are bytes on Python 3."""
     if caffe.has_nccl():
