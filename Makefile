@@ -11,7 +11,7 @@ help-models:  ## list the model targets: make <model> [ARGS='--gpu 0 --out DIR']
 $(MODELS):
 	$(PYTHON) solve/$(subst -,_,$@).py $(ARGS)
 
-.PHONY: $(MODELS) help-models help install demo test test-gpu smoke bench tables weights nets check-nets proto check-proto lint clean
+.PHONY: $(MODELS) help-models help install demo test test-gpu gpu-check smoke bench tables weights nets check-nets proto check-proto lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -29,8 +29,11 @@ test: lint  ## run the size budget and the test suite on the CPU
 test-gpu:  ## run the GPU-marked tests (needs CUDA)
 	$(PYTHON) -m pytest $(PYTEST_FLAGS) -m gpu tests
 
-bench:  ## engine vs direct PyTorch: FCN-8s 500x500 time and peak memory (minutes)
-	$(PYTHON) benchmarks/fcn_bench.py --size 500 --repeat 2
+bench:  ## engine vs direct PyTorch: FCN-32s/16s/8s full and demo size, time and memory (minutes)
+	$(PYTHON) benchmarks/fcn_bench.py --repeat 2 $(ARGS)
+
+gpu-check:  ## on a CUDA machine: GPU tests, golden cases on the GPU, bench, demo; one summary
+	$(PYTHON) benchmarks/gpu_check.py $(ARGS)
 
 smoke:  ## write a V1 net + caffemodel, upgrade and round-trip them (seconds)
 	$(PYTHON) -m caffe_torch.tools.smoke out/smoke
