@@ -8,12 +8,15 @@ same weights and input:
           runs under torch.no_grad()
 The engine runs with the toolkit's settings (`Net.keep_blobs`: only the loss and outputs
 are kept) and, for the memory column "all blobs", as pycaffe does (every blob kept).
-Peak memory is the process's peak RSS on the CPU, torch's peak allocation on a GPU.
+Peak memory is the peak during the timed passes (weights, inputs and the net included,
+loading not): the process's peak RSS (VmHWM, reset before the passes) on the CPU, torch's
+peak allocation on a GPU.
 Also timed: writing VGG16 FCN-8s as a binary caffemodel (`net.save`).
 
 Example: python benchmarks/fcn_bench.py --repeat 2 --strides 32 16 8 --sizes full demo
 """
 import argparse
+import gc
 import json
 import os
 import platform
@@ -25,6 +28,7 @@ import time
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import caffe_torch as caffe  # noqa: E402
@@ -70,6 +74,8 @@ def measure(impl, mode, stride, size, repeat, folder, device):
     run = _direct_step(stride, size, mode, arrays, device) if impl == 'direct' \
         else _engine_step(stride, size, mode, arrays, keep_all=impl == 'engine-all')
     del arrays
+    gc.collect()
+    _reset_peak(device)
     times = []
     for _ in range(repeat + 1):
         _sync(device)
@@ -89,10 +95,28 @@ def measure_save(folder):
     return {'seconds': time.perf_counter() - start, 'mb': os.path.getsize(path) / 1e6}
 
 
+def _reset_peak(device):
+    """Start the peak at what is resident now (weights, inputs, the net), so that it is the
+    passes' peak and not loading's: Linux resets VmHWM on writing 5 to clear_refs."""
+    if device == 'cuda':
+        torch.cuda.reset_peak_memory_stats()
+        return
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+    except OSError:
+        pass  # elsewhere the peak is the whole process's (getrusage)
+
+
 def _peak_mib(device):
     if device == 'cuda':
         return torch.cuda.max_memory_allocated() / 2 ** 20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    try:
+        with open('/proc/self/status') as f:
+            return next(int(line.split()[1]) for line in f
+                        if line.startswith('VmHWM:')) / 1024.0
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _sync(device):
@@ -130,9 +154,14 @@ def _direct_step(stride, size, mode, arrays, device):
         model.zero_grad(set_to_none=False)
         model.loss(data, label).backward()
 
+    held = {}
+
     def test():
-        with torch.no_grad():
-            model(data)
+        """What the engine's TEST net computes and keeps for the caller: scores and loss."""
+        with torch.no_grad():  # as the engine's blobs, the last outputs live until replaced
+            held['score'] = model(data)
+            held['loss'] = F.cross_entropy(held['score'], label[:, 0], ignore_index=255,
+                                           reduction='sum')
     return train if mode == 'train' else test
 
 
@@ -170,7 +199,11 @@ def _last_json(out):
 def _child(extra, args, folder):
     cmd = [sys.executable, __file__, '--repeat', str(args.repeat), '--folder', folder,
            '--device', args.device] + extra
-    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    # glibc keeps freed blocks below its (growing) mmap threshold in the heap, so RSS would
+    # count memory both implementations have freed, by chance; a fixed threshold returns
+    # every large block to the system, and RSS then follows what is alive
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536')
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
 
 
 def machine(device):

@@ -57,11 +57,15 @@ class SyncedMemory:
         return self._device
 
     def release(self):
-        """Drop both copies; the next use allocates them again, zeroed (net_memory.py)."""
+        """Drop both copies (net_memory.py); the next use allocates them again, not zeroed:
+        after a first pass Caffe's memory holds the last values, not zeros, so no layer may
+        read a top or bottom diff before writing it."""
         self._device = self._host = self._head = None
+        self._released = True
 
     def _allocate(self):
-        self._device = torch.zeros(self.capacity, dtype=torch.float32, device=self.device)
+        fill = torch.empty if getattr(self, '_released', False) else torch.zeros
+        self._device = fill(self.capacity, dtype=torch.float32, device=self.device)
         if self.device.type == 'cpu':
             self._host, self._head = self._device, _SYNCED
         else:

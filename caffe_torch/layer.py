@@ -69,6 +69,9 @@ class Layer:
     equal_bottom_top = False
     is_loss = False  # loss layers default to loss_weight 1 on their first top
     pycaffe_vectors = False  # Python layers get bottom/top as RawBlobVec, as on pycaffe
+    # False in a net that will run no backward (Net.keep_blobs without for_backward):
+    # layers may then drop what only their backward reads (Pooling's argmax mask)
+    backward_state = True
 
     def __init__(self, layer_param=None, phase=None):
         self.layer_param = caffe_pb2.LayerParameter()

@@ -273,6 +273,8 @@ class Net(ParamRegistry):
         `keep_blobs(None)` keeps every blob again, as Caffe (net_memory.py)."""
         from caffe_torch.net_memory import MemoryPlan
         self._memory = None if names is None else MemoryPlan(self, names, for_backward)
+        for layer in self.layers:
+            layer.backward_state = names is None or for_backward
 
     def before_forward(self, hook):
         self._before_forward.append(hook)

@@ -159,6 +159,8 @@ class SoftmaxWithLossLayer(Layer):
         top[0].data_tensor.copy_(-log_prob.sum() / self.normalizer)
         if len(top) > 1:
             top[1].data_tensor.copy_(self.prob)
+        if not self.backward_state:  # a forward-only net: backward's probabilities go
+            self.prob = self.labels = self.valid = None
 
     def backward(self, top, propagate_down, bottom):
         if propagate_down[1]:

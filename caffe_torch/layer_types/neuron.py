@@ -77,9 +77,20 @@ class ReLULayer(NeuronLayer):
     def setup(self, bottom, top):
         self.negative_slope = self.layer_param.relu_param.negative_slope
 
+    def forward(self, bottom, top):
+        if self.negative_slope != 0:
+            return super().forward(bottom, top)
+        x, y = bottom[0].data_tensor, top[0].data_tensor
+        torch.clamp_min(x, 0, out=y)  # in place (y is x) with no temporary
+
+    def backward(self, top, propagate_down, bottom):
+        if self.negative_slope != 0 or not propagate_down[0]:
+            return super().backward(top, propagate_down, bottom)
+        # dy where x > 0, else 0 (NaN x gives 0, as Caffe's (x > 0) mask), into place
+        torch.ops.aten.threshold_backward.grad_input(
+            top[0].diff_tensor, bottom[0].data_tensor, 0, grad_input=bottom[0].diff_tensor)
+
     def activate(self, x):
-        if self.negative_slope == 0:
-            return torch.clamp(x, min=0)
         return torch.where(x > 0, x, x * self.negative_slope)
 
     def gradient(self, top, bottom):

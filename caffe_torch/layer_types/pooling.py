@@ -146,6 +146,8 @@ class PoolingLayer(Layer):
                            + (index - rows * width - self.pad[1]))
             if len(top) > 1:
                 top[1].data_tensor.copy_(self.argmax)
+            if not self.backward_state:
+                self.argmax = None
         else:
             sums = F.avg_pool2d(self._frame(x, 0.0), self.kernel, self.stride,
                                 divisor_override=1)
@@ -165,7 +167,11 @@ class PoolingLayer(Layer):
         """torch's kernels, writing into the top: the same windows and first maxima."""
         x, y = bottom[0].data_tensor, top[0].data_tensor
         kernel, stride, pad, ceil = self._torch_args()
-        if self.method == PoolMethod.Value('MAX'):
+        if self.method == PoolMethod.Value('MAX') and not self.backward_state \
+                and len(top) == 1:
+            self.argmax = None  # a forward-only net: no mask to keep for a backward
+            y.copy_(F.max_pool2d(x, kernel, stride, pad, ceil_mode=ceil))
+        elif self.method == PoolMethod.Value('MAX'):
             if getattr(self, 'argmax', None) is None or self.argmax.shape != y.shape:
                 self.argmax = torch.empty(y.shape, dtype=torch.long, device=y.device)
             torch.ops.aten.max_pool2d_with_indices.out(
