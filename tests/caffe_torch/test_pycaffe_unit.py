@@ -6,7 +6,10 @@ Transcribed elsewhere: test_net.py's TestNet (test_net.py here: test_memory, tes
 test_forward_start_end, test_backward_start_end, test_clear_param_diffs,
 test_inputs_outputs, test_top_bottom_names, test_save_and_read, test_save_hdf5),
 test_solver.py (test_solver.py: test_solve, test_apply_update, test_net_memory,
-test_snapshot) and test_coord_map.py (test_coord_map.py: test_conv_pool_deconv,
+test_snapshot), test_python_layer.py and test_python_layer_with_param_str.py
+(test_pycaffe_python_layer.py: test_forward, test_backward, test_reshape, test_exception,
+test_parameter, test_phase, test_param_str for both of that file's cases) and
+test_coord_map.py (test_coord_map.py: test_conv_pool_deconv,
 test_pass_through_layers, test_padding, test_multi_bottom_conv, test_rectangular_kernel_list,
 test_nd_conv, test_crop_of_crop, test_crop_helper, test_catch_unconnected,
 test_catch_scale_mismatch, test_catch_negative_crop).
@@ -14,8 +17,6 @@ test_catch_scale_mismatch, test_catch_negative_crop).
 import glob
 import os
 import shutil
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -271,203 +272,6 @@ def test_net_spec_type_error():
                        match=r"^Silence input 0 is not a Top \(type is <(type|class) 'tuple'>\)$"):
         L.Silence(data, ntop=0)
     L.Silence(*data, ntop=0)
-
-
-# -- test_python_layer.py and test_python_layer_with_param_str.py ---------------------------
-class SimpleLayer(caffe.Layer):
-    """A layer that just multiplies by ten."""
-
-    def setup(self, bottom, top):
-        pass
-
-    def reshape(self, bottom, top):
-        top[0].reshape(*bottom[0].data.shape)
-
-    def forward(self, bottom, top):
-        top[0].data[...] = 10 * bottom[0].data
-
-    def backward(self, top, propagate_down, bottom):
-        bottom[0].diff[...] = 10 * top[0].diff
-
-
-class SimpleParamLayer(caffe.Layer):
-    """A layer that just multiplies by the numeric value of its param string."""
-
-    def setup(self, bottom, top):
-        try:
-            self.value = float(self.param_str)
-        except ValueError:
-            raise ValueError('Parameter string must be a legible float')
-
-    def reshape(self, bottom, top):
-        top[0].reshape(*bottom[0].data.shape)
-
-    def forward(self, bottom, top):
-        top[0].data[...] = self.value * bottom[0].data
-
-    def backward(self, top, propagate_down, bottom):
-        bottom[0].diff[...] = self.value * top[0].diff
-
-
-class ExceptionLayer(caffe.Layer):
-    """A layer for checking exceptions from Python."""
-
-    def setup(self, bottom, top):
-        raise RuntimeError
-
-
-class ParameterLayer(caffe.Layer):
-    """A layer with one learned parameter whose diff backward sets to 1."""
-
-    def setup(self, bottom, top):
-        self.blobs.add_blob(1)
-        self.blobs[0].data[0] = 0
-
-    def reshape(self, bottom, top):
-        top[0].reshape(*bottom[0].data.shape)
-
-    def forward(self, bottom, top):
-        pass
-
-    def backward(self, top, propagate_down, bottom):
-        self.blobs[0].diff[0] = 1
-
-
-class PhaseLayer(caffe.Layer):
-    """A layer for checking attribute `phase`."""
-
-    def setup(self, bottom, top):
-        pass
-
-    def reshape(self, bootom, top):
-        top[0].reshape()
-
-    def forward(self, bottom, top):
-        top[0].data[()] = self.phase
-
-
-@pytest.fixture
-def layer_module(monkeypatch):
-    module = types.ModuleType('pycaffe_unit_layers')
-    for cls in (SimpleLayer, SimpleParamLayer, ExceptionLayer, ParameterLayer, PhaseLayer):
-        setattr(module, cls.__name__, cls)
-    monkeypatch.setitem(sys.modules, 'pycaffe_unit_layers', module)
-
-
-def python_net(phase=caffe.TRAIN):
-    return caffe.Net(write('p.prototxt', """name: 'pythonnet' force_backward: true
-        input: 'data' input_shape { dim: 10 dim: 9 dim: 8 }
-        layer { type: 'Python' name: 'one' bottom: 'data' top: 'one'
-          python_param { module: 'pycaffe_unit_layers' layer: 'SimpleLayer' } }
-        layer { type: 'Python' name: 'two' bottom: 'one' top: 'two'
-          python_param { module: 'pycaffe_unit_layers' layer: 'SimpleLayer' } }
-        layer { type: 'Python' name: 'three' bottom: 'two' top: 'three'
-          python_param { module: 'pycaffe_unit_layers' layer: 'SimpleLayer' } }"""), phase)
-
-
-def one_layer_net(layer, bottom=True):
-    return write(f'{layer}.prototxt', """name: 'pythonnet' force_backward: true
-        """ + ("input: 'data' input_shape { dim: 10 dim: 9 dim: 8 }" if bottom else '') + """
-        layer { type: 'Python' name: 'layer' """ + ("bottom: 'data' top: 'top'" if bottom
-                                                     else "top: 'phase'") + """
-          python_param { module: 'pycaffe_unit_layers' layer: '""" + layer + """' } }""")
-
-
-def test_python_layer_forward(layer_module):
-    """test_python_layer.py TestPythonLayer.test_forward."""
-    net = python_net()
-    x = 8
-    net.blobs['data'].data[...] = x
-    net.forward()
-    for y in net.blobs['three'].data.flat:
-        assert y == 10 ** 3 * x
-
-
-def test_python_layer_backward(layer_module):
-    """test_python_layer.py TestPythonLayer.test_backward."""
-    net = python_net()
-    x = 7
-    net.blobs['three'].diff[...] = x
-    net.backward()
-    for y in net.blobs['data'].diff.flat:
-        assert y == 10 ** 3 * x
-
-
-def test_python_layer_exception(layer_module):
-    """test_python_layer.py TestPythonLayer.test_exception."""
-    with pytest.raises(RuntimeError):
-        caffe.Net(one_layer_net('ExceptionLayer'), caffe.TEST)
-
-
-def test_python_layer_parameter(layer_module):
-    """test_python_layer.py TestPythonLayer.test_parameter."""
-    net_file = one_layer_net('ParameterLayer')
-    net = caffe.Net(net_file, caffe.TRAIN)
-    net.forward()
-    net.backward()
-    layer = net.layers[list(net._layer_names).index('layer')]
-    assert layer.blobs[0].data[0] == 0 and layer.blobs[0].diff[0] == 1
-    layer.blobs[0].data[0] += layer.blobs[0].diff[0]
-    assert layer.blobs[0].data[0] == 1
-    net.save('p.caffemodel')  # saving and loading
-    layer.blobs[0].data[0] = -1
-    assert layer.blobs[0].data[0] == -1
-    net.copy_from('p.caffemodel')
-    assert layer.blobs[0].data[0] == 1
-    net2 = caffe.Net(net_file, caffe.TRAIN)  # weight sharing
-    net2.share_with(net)
-    layer = net.layers[list(net2._layer_names).index('layer')]
-    assert layer.blobs[0].data[0] == 1
-
-
-def test_python_layer_phase(layer_module):
-    """test_python_layer.py TestPythonLayer.test_phase."""
-    net_file = one_layer_net('PhaseLayer', bottom=False)
-    for phase in caffe.TRAIN, caffe.TEST:
-        net = caffe.Net(net_file, phase)
-        assert net.forward()['phase'] == phase
-
-
-def test_python_layer_reshape(layer_module):
-    """test_python_layer.py TestPythonLayer.test_reshape."""
-    net = python_net()
-    s = 4
-    net.blobs['data'].reshape(s, s, s, s)
-    net.forward()
-    for blob in net.blobs.values():
-        for d in blob.data.shape:
-            assert d == s
-
-
-def param_net(layer_module):
-    return caffe.Net(write('pp.prototxt', """name: 'pythonnet' force_backward: true
-        input: 'data' input_shape { dim: 10 dim: 9 dim: 8 }
-        layer { type: 'Python' name: 'mul10' bottom: 'data' top: 'mul10'
-          python_param { module: 'pycaffe_unit_layers'
-                layer: 'SimpleParamLayer' param_str: '10' } }
-        layer { type: 'Python' name: 'mul2' bottom: 'mul10' top: 'mul2'
-          python_param { module: 'pycaffe_unit_layers'
-                layer: 'SimpleParamLayer' param_str: '2' } }"""), caffe.TRAIN)
-
-
-def test_python_layer_with_param_str_forward(layer_module):
-    """test_python_layer_with_param_str.py TestLayerWithParam.test_forward."""
-    net = param_net(layer_module)
-    x = 8
-    net.blobs['data'].data[...] = x
-    net.forward()
-    for y in net.blobs['mul2'].data.flat:
-        assert y == 2 * 10 * x
-
-
-def test_python_layer_with_param_str_backward(layer_module):
-    """test_python_layer_with_param_str.py TestLayerWithParam.test_backward."""
-    net = param_net(layer_module)
-    x = 7
-    net.blobs['mul2'].diff[...] = x
-    net.backward()
-    for y in net.blobs['data'].diff.flat:
-        assert y == 2 * 10 * x
 
 
 # -- test_draw.py ---------------------------------------------------------------------------
