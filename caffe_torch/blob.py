@@ -11,6 +11,8 @@ current or stale; `data`/`diff` bring the host copy up to date and mark it as th
 may change, `data_tensor`/`diff_tensor` do the same for the device copy. On the CPU both are
 one tensor and nothing is copied.
 """
+import math
+
 import numpy as np
 import torch
 
@@ -31,6 +33,7 @@ class SyncedMemory:
         self.device = device
         self._device = self._host = None
         self._head = None
+        self._view = None  # (base tensor, shape, the shaped view of it) last handed out
 
     def host(self):
         """The host tensor, current; the caller may write into it."""
@@ -56,11 +59,22 @@ class SyncedMemory:
             self._head = _DEVICE
         return self._device
 
+    def device_view(self, shape):
+        """device_tensor()[:count] shaped `shape`; the same view object while neither the
+        buffer nor the shape changes (layers ask for it several times a pass)."""
+        base = self.device_tensor()
+        cached = self._view
+        if cached is not None and cached[0] is base and cached[1] == shape:
+            return cached[2]
+        view = base[:math.prod(shape)].view(shape)
+        self._view = (base, shape, view)
+        return view
+
     def release(self):
         """Drop both copies (net_memory.py); the next use allocates them again, not zeroed:
         after a first pass Caffe's memory holds the last values, not zeros, so no layer may
         read a top or bottom diff before writing it."""
-        self._device = self._host = self._head = None
+        self._device = self._host = self._head = self._view = None
         self._released = True
 
     def _allocate(self):
@@ -91,7 +105,7 @@ class Blob:
         shape = tuple(int(d) for d in shape)
         if any(d < 0 for d in shape):
             raise ValueError(f'blob dimensions must be non-negative, got {shape}')
-        count = int(np.prod(shape, dtype=np.int64))
+        count = math.prod(shape)
         if count > self._data.capacity:
             self._data = SyncedMemory(count, self.device)
             self._diff = SyncedMemory(count, self.device)
@@ -148,12 +162,12 @@ class Blob:
     @property
     def data_tensor(self):
         """The data on the mode's device as a torch tensor that aliases the blob."""
-        return self._data.device_tensor()[:self._count].view(self._shape)
+        return self._data.device_view(self._shape)
 
     @property
     def diff_tensor(self):
         """The diff on the mode's device as a torch tensor that aliases the blob."""
-        return self._diff.device_tensor()[:self._count].view(self._shape)
+        return self._diff.device_view(self._shape)
 
     def share_data(self, other):
         """Use `other`'s data memory (Caffe's ShareData); counts must agree."""
