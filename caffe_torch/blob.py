@@ -71,15 +71,13 @@ class SyncedMemory:
         return view
 
     def release(self):
-        """Drop both copies (net_memory.py); the next use allocates them again, not zeroed:
-        after a first pass Caffe's memory holds the last values, not zeros, so no layer may
-        read a top or bottom diff before writing it."""
+        """Drop both copies (net_memory.py); the next use allocates them again, zeroed as
+        at first use: a diff no layer writes (a Split top feeding a Crop's reference
+        bottom) must read as zeros, as in Caffe, where it stays zero forever."""
         self._device = self._host = self._head = self._view = None
-        self._released = True
 
     def _allocate(self):
-        fill = torch.empty if getattr(self, '_released', False) else torch.zeros
-        self._device = fill(self.capacity, dtype=torch.float32, device=self.device)
+        self._device = torch.zeros(self.capacity, dtype=torch.float32, device=self.device)
         if self.device.type == 'cpu':
             self._host, self._head = self._device, _SYNCED
         else:

@@ -17,7 +17,8 @@ Never freed: the named blobs, the net's inputs and outputs, loss tops, tops of l
 without bottoms (data layers may fill them once), and memory shared with a parameter
 (a Parameter layer's top). Memory is tracked per buffer, so blobs sharing one (in place,
 Flatten, Reshape) go together. A freed buffer is allocated again, zeroed, by its next
-writer, as Caffe's SyncedMemory allocates on first use.
+user, as Caffe's SyncedMemory allocates on first use: a diff no layer writes (a Split top
+that feeds a Crop's reference bottom) reads as zeros, as it always does in Caffe.
 """
 from caffe_torch.errors import CaffeError
 

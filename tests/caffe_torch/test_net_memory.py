@@ -3,11 +3,13 @@ import textwrap
 
 import numpy as np
 import pytest
+import torch
 
 import caffe_torch as caffe
 from caffe_torch.net_memory import FreedBlobError
 
-# A blob read by two layers (an automatic Split), an in-place ReLU, a Flatten sharing its
+# A blob read by two layers (an automatic Split), a Split top read only as a Crop's reference
+# (its diff is never written, so must stay zero), an in-place ReLU, a Flatten sharing its
 # bottom's memory, a Parameter layer whose top is its blob; any input size.
 NET = '''
 layer { name: "in" type: "Input" top: "data" top: "label"
@@ -25,7 +27,13 @@ layer { name: "pool" type: "Pooling" bottom: "conv1" top: "pool"
 layer { name: "shift" type: "Parameter" top: "shift"
         parameter_param { shape { dim: 4 } } }
 layer { name: "shifted" type: "Bias" bottom: "pool" bottom: "shift" top: "shifted" }
-layer { name: "sum" type: "Eltwise" bottom: "conv2" bottom: "shifted" top: "sum" }
+layer { name: "sum0" type: "Eltwise" bottom: "conv2" bottom: "shifted" top: "sum0" }
+layer { name: "up" type: "Deconvolution" bottom: "sum0" top: "up"
+        convolution_param { num_output: 4 kernel_size: 3 pad: 1
+                            weight_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "crop" type: "Crop" bottom: "up" bottom: "sum0" top: "upc"
+        crop_param { axis: 2 offset: 0 } }
+layer { name: "sum" type: "Eltwise" bottom: "upc" bottom: "sum0" top: "sum" }
 layer { name: "gap" type: "Pooling" bottom: "sum" top: "gap"
         pooling_param { pool: AVE global_pooling: true } }
 layer { name: "flat" type: "Flatten" bottom: "gap" top: "flat" }
@@ -57,6 +65,13 @@ def _feed(nets, rng, size=9):
         net.blobs['label'].data[...] = [0, 2]
 
 
+def _litter():
+    """Leave NaN in freed heap memory, where a buffer allocated unzeroed would find it."""
+    for count in (2 * 4 * 9 * 9, 2 * 4 * 11 * 11, 2 * 4 * 13 * 13):
+        junk = torch.full((count,), float('nan'))
+        del junk
+
+
 def _held(blob, field='_data'):
     return getattr(blob, field)._head is not None
 
@@ -69,6 +84,7 @@ def test_forward_only_frees_every_blob_not_kept_and_changes_no_output(tmp_path):
     lean.keep_blobs(['score'])
     rng = np.random.RandomState(1)
     for size in (9, 13):
+        _litter()
         _feed([full, lean], rng, size)
         want, got = full.forward(), lean.forward()
         assert want.keys() == got.keys() == {'loss'}
@@ -97,6 +113,7 @@ def test_training_plan_gives_the_same_gradients_and_frees_diffs(tmp_path):
     lean.keep_blobs(['loss'], for_backward=True)
     rng = np.random.RandomState(3)
     for size in (9, 9, 11):
+        _litter()
         _feed([full, lean], rng, size)
         for net in (full, lean):
             net.clear_param_diffs()
