@@ -293,6 +293,15 @@ DECONV_CASES = [
      (1, 1), 2),
     ((1, 2, 3, 4), dict(num_output=3, kernel_h=3, kernel_w=2, stride_h=1, stride_w=3,
                         dilation=2), (1, 3), (0, 0), (2, 2), 1),
+    # the CPU's by-phases path: FCN's k = 2 s at every stride, kernels not a multiple of the
+    # stride, pads of their own per axis, groups, batches
+    ((1, 3, 2, 3), dict(num_output=3, kernel_size=64, stride=32), (32, 32), (0, 0), (1, 1), 1),
+    ((1, 3, 4, 3), dict(num_output=2, kernel_size=32, stride=16, pad=8), (16, 16), (8, 8),
+     (1, 1), 1),
+    ((2, 3, 4, 3), dict(num_output=4, kernel_size=5, stride=2, pad_h=1, pad_w=2), (2, 2),
+     (1, 2), (1, 1), 1),
+    ((2, 4, 3, 3), dict(num_output=4, kernel_size=6, stride=3, group=4), (3, 3), (0, 0),
+     (1, 1), 4),
 ]
 
 
