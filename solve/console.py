@@ -1,7 +1,7 @@
 """What the command-line tools share: their help layout and their progress bar."""
 import argparse
+import os
 import sys
-import time
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
@@ -37,21 +37,22 @@ def positive_int(text):
     return value
 
 
-class ProgressBar:
-    """`label [=====>    ] 123/736 2.1 img/s` on stderr, redrawn in place with '\\r'."""
+def stderr_is_terminal():
+    """Whether stderr reaches a terminal; on pycaffe, solve.logs puts a pipe on fd 2 while a
+    stage trains and passes what it reads to `terminal_fd`, the real one."""
+    try:
+        return os.isatty(terminal_fd if terminal_fd is not None else sys.stderr.fileno())
+    except (AttributeError, ValueError, OSError):
+        return False
 
-    def __init__(self, total, unit='img', label='', width=30, stream=None):
-        self.total, self.unit, self.label, self.width = total, unit, label, width
-        self.stream = stream or sys.stderr
-        self.start = time.perf_counter()
 
-    def update(self, done):
-        filled = self.width * done // self.total
-        arrow = '=' * filled + ('>' if filled < self.width else '')
-        rate = done / max(time.perf_counter() - self.start, 1e-9)
-        prefix = f'{self.label} ' if self.label else ''
-        self.stream.write(f'\r{prefix}[{arrow:<{self.width}}] {done}/{self.total} '
-                          f'{rate:.1f} {self.unit}/s')
-        if done == self.total:
-            self.stream.write('\n')
-        self.stream.flush()
+terminal_fd = None
+
+
+def progress_bar(total, unit='img', desc=None, enabled=True):
+    """tqdm's bar on stderr (count, rate, ETA), drawn only where stderr is a terminal: logs
+    and CI output get no carriage-return frames. `enabled` False (--no-progress) hides it
+    on a terminal too. Advance it with .update(1); close it, or use it in a with block."""
+    from tqdm import tqdm
+    return tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, dynamic_ncols=True,
+                mininterval=0.5, leave=False, disable=not (enabled and stderr_is_terminal()))

@@ -31,7 +31,7 @@ from nets.datasets import DATASETS
 from nets.generate import NETS
 from nets.models import MODELS
 from solve import classes, results, vis
-from solve.console import GPUError, HelpFormatter, ProgressBar, positive_int, use_gpu
+from solve.console import GPUError, HelpFormatter, positive_int, progress_bar, use_gpu
 
 # FCN-8s (VGG16) in the engine peaks at about 2 GB for a 500 x 500 TEST forward: 8 KB a
 # pixel; 2.5 megapixels (1580 x 1580) then take about 20 GB
@@ -264,8 +264,8 @@ def run(args):
     check_inputs(net, args.model, dataset, extras)
     prepare, first = preparers(dataset, args.model), net.inputs[0]
     args.out.mkdir(parents=True, exist_ok=True)
-    bar, report = ProgressBar(len(files)), []
-    for done, image in enumerate(files, 1):
+    bar, report = progress_bar(len(files), desc='segmenting'), []
+    for image in files:
         arrays = {first: prepare[first](image)}
         check_size(image, arrays[first].shape[1:], args.max_pixels)
         for name, path in extras.items():
@@ -278,7 +278,8 @@ def run(args):
                      background=0 if classes.has_background(dataset) else None)
         if args.histogram:
             report += histogram_lines(image.stem, labels, dataset)
-        bar.update(done)
+        bar.update(1)
+    bar.close()
     print('\n'.join(report + [f'wrote {len(files)} segmentation(s) to {args.out}']))
 
 

@@ -19,6 +19,7 @@ import threading
 import time
 
 import backend
+from solve import console
 
 CAFFE_LINE = re.compile(rb'[IWEF]\d{4} \d\d:\d\d:\d\d\.\d{6} +\d+ [^\s\]]+:\d+\] ')
 _SEVERITY = {logging.WARNING: 'W', logging.ERROR: 'E', logging.CRITICAL: 'F'}
@@ -74,6 +75,7 @@ def glog_to(path):
     read_end, write_end = os.pipe()
     os.dup2(write_end, 2)
     os.close(write_end)
+    console.terminal_fd = terminal  # progress bars ask the real stderr whether it is a tty
     pump = threading.Thread(target=_pump, args=(read_end, terminal, path), daemon=True)
     pump.start()
     try:
@@ -81,6 +83,7 @@ def glog_to(path):
     finally:
         sys.stderr.flush()
         os.dup2(terminal, 2)  # closes the pipe's write end: the pump reads to EOF and stops
+        console.terminal_fd = None
         pump.join()
         os.close(terminal)
 

@@ -27,7 +27,7 @@ from nets.datasets import DATASETS
 from nets.generate import NETS
 from nets.models import MODELS
 from solve import resume_state, score, stages
-from solve.console import ProgressBar
+from solve.console import progress_bar
 from solve.logs import train_log
 
 log = logging.getLogger('fcn.solve')
@@ -208,39 +208,35 @@ def sweep(folder):
                 path.unlink()
 
 
-class _RoundProgress:
-    """A progress bar per round, advanced by the solver's on_start callback."""
-
-    def __init__(self):
-        self.bar, self.count = None, 0
-
-    def begin(self, label, total):
-        self.bar, self.count = ProgressBar(total, 'it', label), 0
-
-    def tick(self):
-        self.count += 1
-        self.bar.update(self.count)
-
-
 def _train_rounds(model_id, solver, folder, iterations, step, progress, root=True, keep=None):
     """Rounds end at multiples of `step` and at `iterations`: score, resume state, snapshot."""
-    bar = _RoundProgress()
+    bar = [None]  # the round's bar, advanced by the solver's on_start callback
     if progress:
-        solver.add_callback(bar.tick, lambda: None)
-    while solver.iter < iterations:
-        count = min(step - solver.iter % step, iterations - solver.iter)
-        bar.begin(f'{model_id} round {-(-(solver.iter + count) // step)}/'
-                  f'{-(-iterations // step)}', count)
-        solver.step(count)
-        if not root:
-            continue
-        results = seg_tests(model_id, solver, progress)
-        _append_scores(folder / 'scores.csv', solver.iter, results)
-        resume_state.save(solver, folder / 'snapshot' / f'train_iter_{solver.iter}.fcnstate')
-        solver.snapshot()
-        if keep:
-            prune(folder, keep)
-        _plot(folder)
+        solver.add_callback(lambda: bar[0].update(1), lambda: None)
+    with _bars_between_log_lines() if progress else contextlib.nullcontext():
+        while solver.iter < iterations:
+            count = min(step - solver.iter % step, iterations - solver.iter)
+            with progress_bar(count, 'it', f'{model_id} round {-(-(solver.iter + count) // step)}'
+                              f'/{-(-iterations // step)}', enabled=progress) as bar[0]:
+                solver.step(count)
+            if root:
+                _end_round(model_id, solver, folder, progress, keep)
+
+
+def _end_round(model_id, solver, folder, progress, keep):
+    results = seg_tests(model_id, solver, progress)
+    _append_scores(folder / 'scores.csv', solver.iter, results)
+    resume_state.save(solver, folder / 'snapshot' / f'train_iter_{solver.iter}.fcnstate')
+    solver.snapshot()
+    if keep:
+        prune(folder, keep)
+    _plot(folder)
+
+
+def _bars_between_log_lines():
+    """The engine's and the toolkit's log lines printed above a bar, not through it."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+    return logging_redirect_tqdm([logging.getLogger('fcn'), logging.getLogger('caffe_torch')])
 
 
 def prune(folder, keep):

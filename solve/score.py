@@ -21,7 +21,7 @@ import numpy as np
 
 import backend
 from solve import vis
-from solve.console import ProgressBar
+from solve.console import progress_bar
 
 logger = logging.getLogger('fcn.score')
 
@@ -174,7 +174,7 @@ def evaluate(net, num_images, score_blob='score', label_blob='label', loss_blob=
     confusion, loss_sum = None, 0.0
     has_loss = loss_blob is not None and loss_blob in net.blobs
     backend.keep_blobs(net, [score_blob, label_blob] + ([loss_blob] if has_loss else []))
-    bar = ProgressBar(num_images) if progress else None
+    bar = progress_bar(num_images, desc='scoring', enabled=progress)
     for i in range(num_images):
         net.forward()
         scores, label = net.blobs[score_blob].data, net.blobs[label_blob].data
@@ -187,8 +187,8 @@ def evaluate(net, num_images, score_blob='score', label_blob='label', loss_blob=
         if save_dir is not None:
             _check_one_map(prediction, score_blob)
             vis.save_label_png(os.path.join(save_dir, f'{ids[i]}.png'), prediction[0], palette)
-        if bar:
-            bar.update(i + 1)
+        bar.update(1)
+    bar.close()
     mean_loss = loss_sum / num_images if has_loss else None
     metrics = dataclasses.replace(confusion.compute(present_only), loss=mean_loss)
     return metrics, mean_loss, confusion

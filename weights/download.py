@@ -110,13 +110,17 @@ def _transfer(entry, part, final, timeout, out):
         raise DownloadError(offline_message(entry, final, getattr(e, 'reason', e)))
     with response:
         offset, total = _resume_point(entry, response, offset, part, out)
-        progress = Progress(entry['name'], offset, total, out)
+        start, progress = time.monotonic(), _progress(entry['name'], offset, total, out)
         with open(part, 'ab' if offset else 'wb') as f:
             for block in iter(lambda: _read(entry, response, part, progress), b''):
                 _write(entry, f, block, part, progress)
-                progress.update(f.tell())
+                progress.update(len(block))
             _write(entry, f, None, part, progress)
-        progress.finish()
+            done = f.tell()
+        progress.close()
+    seconds = max(time.monotonic() - start, 1e-6)
+    print(f'{entry["name"]}: {(done - offset) / MB:.1f} MB in {seconds:.1f} s '
+          f'({(done - offset) / MB / seconds:.1f} MB/s)', file=out)
     return total
 
 
@@ -124,7 +128,7 @@ def _read(entry, response, part, progress):
     try:
         return response.read(CHUNK)
     except (OSError, http.client.HTTPException) as e:
-        progress.finish()
+        progress.close()
         raise DownloadError(f'{entry["name"]}: the connection broke ({e}); {part} keeps '
                             f'what arrived. Run the command again to resume.') from None
 
@@ -138,7 +142,7 @@ def _write(entry, f, block, part, progress):
         else:
             f.write(block)
     except OSError as e:
-        progress.finish()
+        progress.close()
         raise DownloadError(f'{entry["name"]}: cannot write {part}: {e.strerror or e} (disk '
                             f'full or not writable?). Free space or pass --dest, then run '
                             f'the command again to resume.') from None
@@ -193,29 +197,16 @@ def offline_message(entry, final, reason):
             f'it; `python -m weights.download {entry["name"]}` then verifies it.')
 
 
-class Progress:
-    """A one-line bar on stderr: bytes, percent when the total is known, MB/s."""
-
-    def __init__(self, name, done, total, out, every=0.25):
-        self.name, self.total, self.out, self.every = name, total, out, every
-        self.start, self.first, self.shown, self.done = time.monotonic(), done, 0.0, done
-
-    def update(self, done, end=''):
-        """Redraw at most every `every` seconds, and always when `end` is given."""
-        self.done, now = done, time.monotonic()
-        if now - self.shown < self.every and not end:
-            return
-        self.shown, rate = now, (done - self.first) / MB / max(now - self.start, 1e-6)
-        text = f'{self.name} {done / MB:.1f} MB {rate:.1f} MB/s'
-        if self.total:
-            frac = min(done / self.total, 1.0)
-            text = (f'{self.name} [{"#" * int(frac * 30):<30}] {100 * frac:5.1f}% '
-                    f'{done / MB:.1f}/{self.total / MB:.1f} MB {rate:.1f} MB/s')
-        self.out.write('\r' + text + end)
-        self.out.flush()
-
-    def finish(self):
-        self.update(self.done, end='\n')
+def _progress(name, done, total, out):
+    """tqdm's byte counter (percent and ETA when the total is known, MB/s), on a terminal
+    only; where `out` is a log or a pipe, fetch says the outcome in one line instead."""
+    from tqdm import tqdm
+    try:
+        terminal = out.isatty()
+    except (AttributeError, ValueError):
+        terminal = False
+    return tqdm(total=total, initial=done, desc=name, unit='B', unit_scale=True,
+                unit_divisor=1000, file=out, mininterval=0.25, disable=not terminal)
 
 
 def listing(manifest, folder):

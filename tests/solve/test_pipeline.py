@@ -172,3 +172,23 @@ def test_readme_states_the_expected_table():
     for stage, values in demo.EXPECTED.items():
         row = f'| FCN-{stage.split("fcn")[1]} | ' + ' | '.join(f'{v:.1f}' for v in values)
         assert row in readme, row
+
+
+def test_round_bars_on_a_terminal_keep_log_lines_whole(tiny_demo, capsys, monkeypatch):
+    """On a terminal each round has a tqdm bar named after the stage and round, and the log
+    lines printed meanwhile start lines of their own, not the tail of a bar's frame."""
+    import logging
+    from solve import console
+    monkeypatch.setattr(console, 'stderr_is_terminal', lambda: True)
+    from caffe_torch import logs
+    for name in ('fcn', 'caffe_torch'):  # handlers on this test's stderr, not stale ones
+        monkeypatch.setattr(logging.getLogger(name), 'handlers', [])
+    logs.install()
+    assert _main(['--out', str(tiny_demo / 'out'), '--iterations', '4', '--step', '2'],
+                 'demo-classifier') == 0
+    err = capsys.readouterr().err
+    assert 'demo-classifier round 1/2' in err and 'demo-classifier round 2/2' in err
+    assert 'it/s' in err or 's/it' in err
+    logged = [line.rsplit('\r', 1)[-1] for line in err.split('\n') if '.py] ' in line]
+    assert any('Iteration 0' in line for line in logged)  # logged while a bar is up
+    assert logged and all(line[0] in 'IWE' and line[1:5].isdigit() for line in logged)

@@ -1,5 +1,6 @@
 """solve.score: the paper's metrics from hand-computed confusion matrices, and evaluate()."""
 import logging
+import re
 import textwrap
 
 import numpy as np
@@ -8,8 +9,7 @@ from PIL import Image
 
 import caffe_torch as caffe
 from caffe_torch import install_as_caffe
-from solve import score
-from solve.console import ProgressBar
+from solve import console, score
 from solve.score import ConfusionMatrix
 
 
@@ -207,23 +207,28 @@ def test_evaluate_writes_palette_pngs_into_existing_folder(pairs_net, tmp_path, 
         np.testing.assert_array_equal(np.array(image), expected)
         assert image.getpalette()[:9] == [0, 0, 0, 128, 0, 0, 0, 128, 0]
     assert sorted(p.name for p in out.iterdir()) == ['a.png', 'b.png']  # no temp files left
-    assert '] 2/2 ' in capsys.readouterr().err
+    assert capsys.readouterr().err == ''  # stderr is no terminal here: no bar frames
 
 
-def test_evaluate_progress_silenced(pairs_net, capsys):
-    """progress=False writes nothing to stderr."""
+def test_evaluate_progress_on_a_terminal(pairs_net, capsys, monkeypatch):
+    """On a terminal the bar counts images with a rate; progress=False hides it there too."""
+    monkeypatch.setattr(console, 'stderr_is_terminal', lambda: True)
+    score.evaluate(caffe.Net(str(pairs_net), caffe.TEST), 2)
+    err = capsys.readouterr().err
+    assert re.search(r'scoring: +\d+%\|.*\| \d/2 \[.*img/s\]', err)
     score.evaluate(caffe.Net(str(pairs_net), caffe.TEST), 2, progress=False)
     assert capsys.readouterr().err == ''
 
 
-def test_progress_bar_format():
-    """The bar shows the filled fraction, the count and the rate."""
-    import io
-    stream = io.StringIO()
-    bar = ProgressBar(4, width=8, stream=stream)
-    bar.update(2)
-    assert stream.getvalue().startswith('\r[====>   ] 2/4 ')
-    assert stream.getvalue().endswith(' img/s')
+def test_stderr_is_terminal_follows_the_real_stderr(monkeypatch):
+    """A pty counts as a terminal, a pipe does not: also when solve.logs has put a pipe on
+    fd 2 and named the real stderr in terminal_fd."""
+    import os
+    import pty
+    for fd, expected in ((pty.openpty()[1], True), (os.pipe()[1], False)):
+        monkeypatch.setattr(console, 'terminal_fd', fd)
+        assert console.stderr_is_terminal() is expected
+        os.close(fd)
 
 
 def test_seg_tests_shares_weights_and_logs(pairs_net, tmp_path, caplog):
