@@ -9,7 +9,8 @@ setup(
     python_requires='>=3.10',
     packages=find_packages(include=['caffe_torch', 'caffe_torch.*', 'backend', 'nets',
                                     'data_layers', 'solve', 'surgery', 'weights']),
-    package_data={'caffe_torch.proto': ['caffe.proto'], 'weights': ['manifest.json']},
+    package_data={'caffe_torch.proto': ['caffe.proto'],
+                  'weights': ['manifest.json', 'demo-classifier.caffemodel']},
     install_requires=[
         'numpy>=1.24',
         'scipy>=1.10',
