@@ -19,6 +19,7 @@ import logging
 import os
 import pathlib
 import re
+import time
 
 import backend
 from backend import caffe, caffe_pb2, files
@@ -216,11 +217,17 @@ def _train_rounds(model_id, solver, folder, iterations, step, progress, root=Tru
     with _bars_between_log_lines() if progress else contextlib.nullcontext():
         while solver.iter < iterations:
             count = min(step - solver.iter % step, iterations - solver.iter)
+            began = time.perf_counter()
             with progress_bar(count, 'it', f'{model_id} round {-(-(solver.iter + count) // step)}'
                               f'/{-(-iterations // step)}', enabled=progress) as bar[0]:
                 solver.step(count)
             if root:
                 _end_round(model_id, solver, folder, progress, keep)
+            if root and (solver.iter >= iterations or time.perf_counter() - began > PLOT_EVERY):
+                _plot(folder)
+
+
+PLOT_EVERY = 60  # s: curves.png is redrawn after rounds this long (a plot takes about 1 s)
 
 
 def _end_round(model_id, solver, folder, progress, keep):
@@ -230,7 +237,6 @@ def _end_round(model_id, solver, folder, progress, keep):
     solver.snapshot()
     if keep:
         prune(folder, keep)
-    _plot(folder)
 
 
 def _bars_between_log_lines():
