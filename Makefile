@@ -20,7 +20,7 @@ help:  ## list the targets
 install:  ## install the toolkit, its test tools, protoc and the ONNX tools (CPU torch 2.13.0)
 	$(PYTHON) -m pip install -q -e '.[test,proto,export]'
 
-demo:  ## the paper's pipeline in miniature on generated data, CPU: 4 to 9 minutes
+demo:  ## the paper's pipeline in miniature on generated data, CPU: about 3 minutes
 	$(PYTHON) -m solve.demo $(ARGS)
 
 test: lint  ## run the size budget and the test suite on the CPU

@@ -22,19 +22,49 @@ CONTEXT = dict(dataset='pascalcontext', test_iter=5105, snapshot=4000, max_iter=
                rounds=50, step=8000)
 UNNORMALIZED = dict(momentum=0.99, iter_size=1, normalized=False)
 
-# make demo (solve/demo.py): the pipeline in miniature on generated data, all of it our
-# recipe, sized to train on 2 CPU cores in minutes. The nets are VGG16's layers at 1/8 of its
-# conv widths and 1/16 of its fc width; the classifier reads 128 x 128 images, so its pool5
-# is 4 x 4 and FCN's fc6 a 4x4 convolution (conv1_1 pad 68, nets.vgg.first_pad). Adam, not
-# the paper's SGD at momentum 0.99, which needs ~10^5 iterations: Caffe's Adam converges in
-# hundreds. No weight decay: with Adam, an L2 term shrinks every weight whose loss gradient
-# is small at the rate of the learning rate and stalls the narrow net. random_seed fixes the
-# fillers and dropout, the data layers' seed the order, so runs repeat.
+# make demo (solve/demo.py): the pipeline in miniature on generated data, sized to train on
+# 2 CPU cores in minutes. The nets are VGG16's layers at 1/8 of its conv widths and 1/16 of
+# its fc width; the classifier reads 128 x 128 images, so its pool5 is 4 x 4 and FCN's fc6
+# a 4x4 convolution (conv1_1 pad 68, nets.vgg.first_pad). The FCN stages train with the
+# paper's heavy recipe (UNNORMALIZED: SGD, fixed lr, momentum 0.99, weight decay 5e-4,
+# batch 1, summed loss); the classifier, not part of the paper, with Adam (DEMO_CLASSIFIER).
+# random_seed fixes the fillers and dropout, the data layers' seed the order: runs repeat.
 DEMO_NET = dict(widths=scaled_widths(8, 16),
                 fc6_size=DATASETS['demo_classes']['deploy_hw'][0] // 32)
-ADAM = dict(type='Adam', momentum=0.9, momentum2=0.999, weight_decay=0, random_seed=1,
-            ours=True)
-DEMO = dict(dataset='demo_voc', test_iter=50, snapshot=0, max_iter=600, rounds=3, step=200)
+DEMO = dict(dataset='demo_voc', test_iter=50, snapshot=0, max_iter=400, rounds=2, step=200,
+            random_seed=1, ours=True,
+            origin='the paper\'s heavy recipe, its rate scaled to the demo: nets/models.py')
+VOC_PIXELS = 500 * 375      # a typical PASCAL image, the size the reference's rates are for
+
+
+def pixel_rule(paper_lr, height, width):
+    """The paper's rate for images of height x width: the summed loss's gradient grows with
+    the pixels of an image, so the rate shrinks by as much (the demo's 160 x 160: x 7.3)."""
+    return paper_lr * VOC_PIXELS / (height * width)
+
+
+# A skip stage's new score layer starts at zero and, under plain SGD, moves its output at a
+# pace of lr x channels x rms(input)^2. The reference lowers its rate 100x per skip stage
+# (the factors by which its at-once net scales pool4 and pool3 down: 0.01, 0.0001), which
+# slows the skips on VGG16's pool features; the demo's narrow net has pool4 and pool3
+# smaller than fc7 (measured on the seed-0 training scenes with FCN-32s's weights: fc7 256
+# channels at rms 0.80, pool4 64 at 0.44, pool3 32 at 0.32), so it raises the rate instead,
+# giving score_pool4 the pace score_fr had in FCN-32s: x 12.8, for FCN-16s and FCN-8s alike.
+# Measured (mean IU after 400 iterations): FCN-16s at FCN-32s's rate gained 0.4, at 1/100
+# of it nothing; FCN-8s at score_pool3's own pace (x 48) reached 25.1, at x 12.8 30.7.
+DEMO_LR = pixel_rule(1e-10, *DATASETS['demo_voc']['deploy_hw'])
+SKIP_PACE = 12.8
+DEMO['lr_rule'] = ('lr for unnormalized softmax: the paper\'s 1e-10 x (500 x 375) / (160 x 160) '
+                   'pixels per image (nets.models.pixel_rule)')
+
+
+def _demo_lr(stride):
+    """(base_lr, the solver's comment on it) of the demo's FCN-<stride>s."""
+    if stride == 32:
+        return DEMO_LR, DEMO['lr_rule']
+    return DEMO_LR * SKIP_PACE, DEMO['lr_rule'] + f', x {SKIP_PACE:g} for the skips\' pace'
+
+
 FROM_SCRATCH = 'scratch (msra fillers)'   # the init of a net trained from its fillers
 
 
@@ -93,20 +123,29 @@ MODELS = {
     'pascalcontext-fcn8s': _model(CONTEXT, partial(builders.single, 'pascalcontext',
                                                    stride=8), 1e-14, 'pascalcontext-fcn16s',
                                   'PASCAL-Context val, 59 classes: mean IU 35.1'),
-    # lr 3e-4: at 1e-3 the 16-layer plain net from scratch sat at loss log 5 for 800
-    # iterations under some seeds; 3e-4 left the plateau under all seeds tried (0-3), and
-    # x0.1 after 450 iterations settles it. Batches of 16 (nets.datasets.DEMO_BATCH).
+    # `make demo` ships this stage's result (weights/demo-classifier.caffemodel), as the
+    # paper starts from released ImageNet weights; `make demo ARGS='--classifier scratch'`
+    # trains it. Adam at 3e-4: at 1e-3 the 16-layer plain net from scratch sat at loss log 5
+    # for 800 iterations under some seeds; 3e-4 left the plateau under all seeds tried
+    # (0-3), and x0.1 after 450 iterations settles it. Batches of 16 (datasets.DEMO_BATCH).
     'demo-classifier': dict(
-        ADAM, dataset='demo_classes', task='classification', build=partial(
+        type='Adam', momentum=0.9, momentum2=0.999, weight_decay=0, random_seed=1, ours=True,
+        dataset='demo_classes', task='classification', build=partial(
             classifiers.vgg16_classifier, widths=DEMO_NET['widths'], classes=5,
             dataset='demo_classes', fillers=classifiers.SCRATCH),
         base_lr=3e-4, lr_policy='step', gamma=0.1, stepsize=450, max_iter=600, rounds=3,
         step=200, test_iter=15, snapshot=0, iter_size=1, normalized=True, init=FROM_SCRATCH,
         expected='held-out accuracy 98.3% (seed 0; 240 images)'),
     'demo-fcn32s': _model(DEMO, partial(builders.single, 'demo_voc', stride=32, **DEMO_NET),
-                          1e-3, 'demo-classifier', 'demo val mean IU 22.5 (seed 0)', **ADAM),
+                          _demo_lr(32)[0], 'demo-classifier',
+                          'demo val mean IU 18.2 (seed 0; solve/demo.py)',
+                          lr_rule=_demo_lr(32)[1]),
     'demo-fcn16s': _model(DEMO, partial(builders.single, 'demo_voc', stride=16, **DEMO_NET),
-                          1e-3, 'demo-fcn32s', 'demo val mean IU 31.5 (seed 0)', **ADAM),
+                          _demo_lr(16)[0], 'demo-fcn32s',
+                          'demo val mean IU 24.9 (seed 0; solve/demo.py)',
+                          lr_rule=_demo_lr(16)[1]),
     'demo-fcn8s': _model(DEMO, partial(builders.single, 'demo_voc', stride=8, **DEMO_NET),
-                         1e-3, 'demo-fcn16s', 'demo val mean IU 41.4 (seed 0)', **ADAM),
+                          _demo_lr(8)[0], 'demo-fcn16s',
+                          'demo val mean IU 30.3 (seed 0; solve/demo.py)',
+                          lr_rule=_demo_lr(8)[1]),
 }

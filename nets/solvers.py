@@ -4,7 +4,7 @@
 def solver_text(model_id, spec):
     """The solver of `model_id`: fixed lr, momentum, weight decay 5e-4, no built-in test;
     a spec may set type (e.g. 'Adam', with momentum2), lr_policy 'step' (gamma, stepsize),
-    weight_decay and random_seed (the demo's models)."""
+    weight_decay, random_seed and lr_rule, the comment on base_lr (the demo's models)."""
     normalized = spec['normalized']
     lr_note = 'normalized' if normalized else 'unnormalized (summed)'
     lines = [
@@ -18,6 +18,7 @@ def solver_text(model_id, spec):
         'display: 20',
         'average_loss: 20',
         *_policy(spec),
+        f'# {spec["lr_rule"]}' if 'lr_rule' in spec else
         f'# lr for {lr_note} softmax' + ('' if normalized else
                                           ': the loss sums over ~10^5 pixels')
         if spec.get('type', 'SGD') == 'SGD' else

@@ -104,7 +104,8 @@ def test_surgery_carries_the_classifier_into_fcn32s(tiny_demo):
 
 
 def test_demo_prints_the_table_and_writes_overlay_and_curves(tiny_demo, capsys):
-    """`make demo`'s driver on the tiny sets: the Table-2 rows are the stages' last scores."""
+    """`make demo`'s driver on the tiny sets: the Table-2 rows are the stages' last scores;
+    FCN-32s starts from the shipped classifier."""
     out = tiny_demo / 'demo'
     assert demo.main(demo.get_args_parser().parse_args(
         ['--out', str(out), '--seed', '3', '--iterations', '4', '--no-progress'])) == 0
@@ -120,8 +121,11 @@ def test_demo_prints_the_table_and_writes_overlay_and_curves(tiny_demo, capsys):
              'val.txt').read_text().split()[0]
     with Image.open(out / 'demo-example' / f'{first}_overlay.png') as overlay:
         assert overlay.format == 'PNG' and overlay.size == (64, 64)
-    for stage in ('demo-classifier',) + demo.STAGES:
+    for stage in demo.STAGES:
         assert (out / stage / 'curves.png').is_file()
+    assert not (out / 'demo-classifier').exists()  # FCN-32s started from the shipped one
+    run = (out / 'demo-fcn32s' / 'run.json').read_text()
+    assert str(demo.SHIPPED) in run
 
 
 def test_demo_refuses_data_of_another_seed(tiny_demo, capsys):
@@ -158,12 +162,16 @@ def test_check_names_each_failure(tmp_path):
     for stage, values in demo.EXPECTED.items():
         write(stage, values)
     assert demo.check(tmp_path) == []
-    write('demo-fcn8s', (88.3, 52.2, 30.0, 82.3))
+    pixel, mean, _, fw = demo.EXPECTED['demo-fcn8s']
+    fallen = demo.EXPECTED['demo-fcn16s'][2] - 1.0   # below FCN-16s, and off by more than 3
+    write('demo-fcn8s', (pixel, mean, fallen, fw))
     problems = demo.check(tmp_path)
     assert len(problems) == 2
-    assert problems[0].startswith('demo-fcn8s mean_iu: 30.0, expected 41.4')
-    assert problems[1] == ('mean IU does not rise from FCN-32s to FCN-16s to FCN-8s: 22.5, '
-                           '31.5, 30.0')
+    assert problems[0].startswith(f'demo-fcn8s mean_iu: {fallen:.1f}, expected '
+                                  f'{demo.EXPECTED["demo-fcn8s"][2]:.1f}')
+    assert problems[1] == ('mean IU does not rise from FCN-32s to FCN-16s to FCN-8s: ' +
+                           ', '.join(f'{demo.EXPECTED[s][2]:.1f}' for s in demo.STAGES[:2]) +
+                           f', {fallen:.1f}')
 
 
 def test_readme_states_the_expected_table():
