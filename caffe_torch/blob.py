@@ -4,7 +4,9 @@ pycaffe hands out `blob.data` and `blob.diff` as NumPy arrays that alias the blo
 writing into them changes what the next forward or backward reads, and a view taken before
 a forward shows that forward's result. Layers therefore write into the blob's storage
 (`copy_`, `out=`) instead of rebinding it, and storage is kept while the element count fits
-its capacity, as Caffe's Blob::Reshape does.
+its capacity, as Caffe's Blob::Reshape does. The one exception are blobs a memory plan frees
+every pass (`Net.keep_blobs`, Blob.transient): no view of theirs outlives a pass in use, so
+convolutions hand them their fresh result instead of copying it in.
 
 On a GPU the memory follows Caffe's SyncedMemory: a host copy and a device copy, each marked
 current or stale; `data`/`diff` bring the host copy up to date and mark it as the one that
@@ -70,6 +72,16 @@ class SyncedMemory:
         self._view = (base, shape, view)
         return view
 
+    def adopt(self, flat):
+        """Take `flat` (a fresh 1-D float32 tensor of `capacity` elements on the device) as
+        the buffer instead of copying it in: for blobs a memory plan frees every pass
+        (Blob.transient), whose old buffer no NumPy view can outlive in use."""
+        self._device, self._view = flat, None
+        if self.device.type == 'cpu':
+            self._host, self._head = flat, _SYNCED
+        else:
+            self._head = _DEVICE
+
     def release(self):
         """Drop both copies (net_memory.py); the next use allocates them again, zeroed as
         at first use: a diff no layer writes (a Split top feeding a Crop's reference
@@ -93,6 +105,7 @@ class Blob:
         self._count = 0
         self._data = SyncedMemory(0, self.device)
         self._diff = SyncedMemory(0, self.device)
+        self.transient = False  # its data is freed every pass (net_memory.MemoryPlan)
         self.reshape(*shape)
 
     # -- shape ---------------------------------------------------------------------------

@@ -271,7 +271,8 @@ class Net(ParamRegistry):
         and free every other blob's memory once no later layer reads it; `for_backward`
         keeps the data backward needs and frees diffs as backward passes them.
         `keep_blobs(None)` keeps every blob again, as Caffe (net_memory.py)."""
-        from caffe_torch.net_memory import MemoryPlan
+        from caffe_torch.net_memory import MemoryPlan, mark_transient
+        mark_transient(self, [])
         self._memory = None if names is None else MemoryPlan(self, names, for_backward)
         for layer in self.layers:
             layer.backward_state = names is None or for_backward

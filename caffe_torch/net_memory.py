@@ -27,6 +27,15 @@ class FreedBlobError(CaffeError):
     """Backward through a net whose forward freed the data backward needs."""
 
 
+def mark_transient(net, blobs):
+    """Blob.transient: a layer may hand these blobs a fresh buffer instead of writing into
+    theirs (convolutions: oneDNN computes into its own and copies into an `out=`, one
+    output-sized temporary more); every other blob of `net` keeps its buffer."""
+    chosen = {id(blob) for blob in blobs}
+    for blob in net._blob_list:
+        blob.transient = id(blob) in chosen
+
+
 class MemoryPlan:
     """Which blobs to free after which layer, for one Net and one set of kept names.
 
@@ -49,6 +58,9 @@ class MemoryPlan:
         if for_backward:
             for i, groups in self._plan(kept, '_data', min).items():
                 self.after_backward.setdefault(i, []).extend(groups)
+        mark_transient(net, [blob for plan in (self.after_forward, self.after_backward)
+                             for groups in plan.values() for field, blobs in groups
+                             if field == '_data' for blob in blobs])
 
     @staticmethod
     def _protected(net, keep):

@@ -10,6 +10,12 @@ from caffe_torch.layer import Layer
 from caffe_torch.layer_factory import register
 
 
+def adoptable(blob):
+    """Whether a fresh result may become `blob`'s buffer (Blob.transient, and a buffer of
+    exactly its size, as a fresh result is)."""
+    return blob.transient and blob._data.capacity == blob.count
+
+
 class _BaseConvolution(Layer):
     """Shared set-up of Convolution and Deconvolution (Caffe's BaseConvolutionLayer)."""
     min_bottoms = min_tops = 1
@@ -111,7 +117,10 @@ class _BaseConvolution(Layer):
         bias = self.blobs[1].data_tensor if self.bias_term else None
         for x_blob, y_blob in zip(bottom, top):
             x = x_blob.data_tensor.reshape(self._batched(x_blob.shape))
-            # Writing straight into the top's memory saves a copy and fresh pages.
+            if adoptable(y_blob):
+                y_blob._data.adopt(torch.ops.aten.convolution(
+                    x, weight, bias, *self._conv_args()).reshape(-1))
+                continue
             y = y_blob.data_tensor.view(self._batched(y_blob.shape))
             torch.ops.aten.convolution.out(x, weight, bias, *self._conv_args(), out=y)
 
@@ -194,9 +203,14 @@ class DeconvolutionLayer(_BaseConvolution):
             return super().forward(bottom, top)
         weight = self.blobs[0].data_tensor
         for x_blob, y_blob in zip(bottom, top):
-            y = y_blob.data_tensor.view(self._batched(y_blob.shape))
-            upsample_by_phases(x_blob.data_tensor.reshape(self._batched(x_blob.shape)),
-                               weight, self.stride[0], self.pad, self.group, y)
+            x = x_blob.data_tensor.reshape(self._batched(x_blob.shape))
+            if adoptable(y_blob):
+                y_blob._data.adopt(upsample_by_phases(
+                    x, weight, self.stride[0], self.pad, self.group).reshape(-1))
+                y = y_blob.data_tensor.view(self._batched(y_blob.shape))
+            else:
+                y = y_blob.data_tensor.view(self._batched(y_blob.shape))
+                upsample_by_phases(x, weight, self.stride[0], self.pad, self.group, y)
             if self.bias_term:
                 y += self.blobs[1].data_tensor.view(-1, 1, 1)
 
@@ -208,12 +222,13 @@ class DeconvolutionLayer(_BaseConvolution):
                 self.stride[0] == self.stride[1] and self.kernel[0] == self.kernel[1])
 
 
-def upsample_by_phases(x, weight, stride, pad, group, out):
-    """The transposed convolution of x (N, C, H, W) with weight (C, O / group, k, k) into
-    out (N, O, stride (H - 1) + k - 2 pad, ...), as a plain convolution. Output pixel
-    (h s + i, w s + j) sums x over an m x m window (m = ceil(k / s)) with the kernel taps
-    of phase (i, j): one m x m convolution to O s^2 channels, a phase each, then a
-    depth-to-space shuffle. A kernel padded with zeros to m s taps adds only past the end."""
+def upsample_by_phases(x, weight, stride, pad, group, out=None):
+    """The transposed convolution of x (N, C, H, W) with weight (C, O / group, k, k), of
+    size stride (H - 1) + k - 2 pad, ..., as a plain convolution: into `out`, or a fresh
+    contiguous tensor. Output pixel (h s + i, w s + j) sums x over an m x m window
+    (m = ceil(k / s)) with the kernel taps of phase (i, j): one m x m convolution to O s^2
+    channels, a phase each, then a depth-to-space shuffle. A kernel padded with zeros to
+    m s taps adds only past the end, which the crop to the output size drops."""
     channels, per_group, k = weight.shape[:3]
     s, m = stride, -(-k // stride)
     if m * s != k:
@@ -221,8 +236,17 @@ def upsample_by_phases(x, weight, stride, pad, group, out):
     taps = weight.view(group, channels // group, per_group, m, s, m, s).flip(3, 5).permute(
         0, 2, 4, 6, 1, 3, 5).reshape(group * per_group * s * s, channels // group, m, m)
     phases = torch.nn.functional.conv2d(x, taps, padding=m - 1, groups=group)
+    n, _, height, width = phases.shape
+    size = [s * (i - 1) + k - 2 * p for i, p in zip(x.shape[2:], pad)]
+    if tuple(pad) == (0, 0) and size == [height * s, width * s]:  # FCN's: nothing to crop
+        if out is None:
+            return torch.nn.functional.pixel_shuffle(phases, s)
+        out.view(n, -1, height, s, width, s).copy_(
+            phases.view(n, -1, s, s, height, width).permute(0, 1, 4, 2, 5, 3))
+        return out
     whole = torch.nn.functional.pixel_shuffle(phases, s)
-    out.copy_(whole[:, :, pad[0]:pad[0] + out.shape[2], pad[1]:pad[1] + out.shape[3]])
+    cropped = whole[:, :, pad[0]:pad[0] + size[0], pad[1]:pad[1] + size[1]]
+    return cropped.contiguous() if out is None else out.copy_(cropped)
 
 
 @register('Crop')

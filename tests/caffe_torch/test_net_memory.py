@@ -138,3 +138,26 @@ def test_keep_blobs_none_keeps_everything_again_and_unknown_names_are_refused(tm
     _feed([net], np.random.RandomState(4))
     net.forward()
     assert all(_held(blob) for blob in net.blobs.values())
+
+
+def test_only_freed_blobs_take_fresh_buffers_and_kept_views_stay_live(tmp_path):
+    """A plan marks the blobs it frees as transient (convolutions hand them their fresh
+    result instead of copying it in); kept blobs, and every blob of a net without a plan,
+    keep one buffer, so a NumPy view taken before a forward shows that forward's result."""
+    full, lean = _nets(tmp_path, caffe.TEST)
+    lean.keep_blobs(['score', 'conv2'])
+    transient = {name for name, blob in lean.blobs.items() if blob.transient}
+    assert {'conv1', 'up', 'sum0', 'upc'} <= transient
+    assert not transient & {'data', 'label', 'score', 'loss', 'shift', 'conv2'}
+    _feed([full, lean], np.random.RandomState(5))
+    views = {name: full.blobs[name].data for name in ('conv1', 'conv2', 'up')}
+    kept = lean.blobs['conv2'].data
+    full.forward()
+    lean.forward()
+    for name, view in views.items():
+        assert np.shares_memory(view, full.blobs[name].data) and view.any(), name
+    assert np.shares_memory(kept, lean.blobs['conv2'].data)
+    assert np.array_equal(kept, views['conv2'])
+    assert not any(blob.transient for blob in full.blobs.values())
+    lean.keep_blobs(None)
+    assert not any(blob.transient for blob in lean.blobs.values())
