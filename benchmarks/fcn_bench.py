@@ -8,9 +8,11 @@ same weights and input:
           runs under torch.no_grad()
 The engine runs with the toolkit's settings (`Net.keep_blobs`: only the loss and outputs
 are kept) and, for the memory column "all blobs", as pycaffe does (every blob kept).
-Peak memory is the peak during the timed passes (weights, inputs and the net included,
-loading not): the process's peak RSS (VmHWM, reset before the passes) on the CPU, torch's
-peak allocation on a GPU.
+Peak memory is the peak during the timed passes, after one warm-up pass (weights, inputs
+and the net included; loading and one-time set-up such as oneDNN's kernels not): the
+process's peak RSS (VmHWM, reset before the passes) on the CPU, torch's peak allocation on
+a GPU; "pass's own" is that peak less what was resident when the passes began, the part a
+pass adds (at demo size the libraries' ~250 MiB otherwise hide it).
 Also timed: writing VGG16 FCN-8s as a binary caffemodel (`net.save`).
 
 Example: python benchmarks/fcn_bench.py --repeat 2 --strides 32 16 8 --sizes full demo
@@ -75,15 +77,19 @@ def measure(impl, mode, stride, size, repeat, folder, device):
         else _engine_step(stride, size, mode, arrays, keep_all=impl == 'engine-all')
     del arrays
     gc.collect()
+    run()  # warm-up: one-time set-up (oneDNN's kernels, thread pools) is no pass's memory
+    _sync(device)
     _reset_peak(device)
+    base = _resident_mib(device)
     times = []
-    for _ in range(repeat + 1):
+    for _ in range(repeat):
         _sync(device)
         start = time.perf_counter()
         run()
         _sync(device)
         times.append(time.perf_counter() - start)
-    return {'seconds': min(times[1:]), 'peak_mib': _peak_mib(device)}
+    peak = _peak_mib(device)
+    return {'seconds': min(times), 'peak_mib': peak, 'pass_mib': peak - base}
 
 
 def measure_save(folder):
@@ -111,12 +117,25 @@ def _reset_peak(device):
 def _peak_mib(device):
     if device == 'cuda':
         return torch.cuda.max_memory_allocated() / 2 ** 20
+    peak = _status_mib('VmHWM')
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0 if peak is None else peak
+
+
+def _resident_mib(device):
+    """What the passes start from: resident memory (CPU) or torch's allocation (GPU)."""
+    if device == 'cuda':
+        return torch.cuda.memory_allocated() / 2 ** 20
+    return _status_mib('VmRSS') or 0.0
+
+
+def _status_mib(field):
+    """A kB field of /proc/self/status in MiB; None where there is no such file."""
     try:
         with open('/proc/self/status') as f:
             return next(int(line.split()[1]) for line in f
-                        if line.startswith('VmHWM:')) / 1024.0
+                        if line.startswith(field + ':')) / 1024.0
     except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        return None
 
 
 def _sync(device):
@@ -224,8 +243,9 @@ def report(rows, save, args):
     """A Markdown table to paste: engine / direct ratios of time and peak memory."""
     lines = [f'{machine(args.device)}; torch {torch.__version__}; best of {args.repeat}',
              '', '| net | size | pass | direct s | engine s | ratio | direct MiB '
-             '| engine MiB | ratio | all blobs MiB | ratio | engine img/s |',
-             '|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|']
+             '| engine MiB | ratio | pass\'s own MiB, direct / engine | ratio | all blobs MiB '
+             '| ratio | engine img/s |',
+             '|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|']
     for size in args.sizes:
         pixels = SIZES[size][1]
         for stride in args.strides:
@@ -236,6 +256,8 @@ def report(rows, save, args):
                     f'{d["seconds"]:.4f} | {e["seconds"]:.4f} | '
                     f'{e["seconds"] / d["seconds"]:.3f} | {d["peak_mib"]:.0f} | '
                     f'{e["peak_mib"]:.0f} | {e["peak_mib"] / d["peak_mib"]:.3f} | '
+                    f'{d["pass_mib"]:.1f} / {e["pass_mib"]:.1f} | '
+                    f'{e["pass_mib"] / max(d["pass_mib"], 1e-9):.3f} | '
                     f'{a["peak_mib"]:.0f} | {a["peak_mib"] / d["peak_mib"]:.3f} | '
                     f'{1 / e["seconds"]:.2f} |')
     if save:
