@@ -49,7 +49,8 @@ TOLERANCE = 3.0
 
 
 class DemoDataError(ValueError):
-    """The demo's data folder holds a set drawn with another seed, or something else."""
+    """The demo's data folder holds a set drawn with another seed, or something else; or
+    the shipped classifier is missing or damaged."""
 
 
 def generate_data(seed, names=('demo_voc', 'demo_classes')):
@@ -182,7 +183,10 @@ def main(args):
         generate_data(args.seed, ('demo_voc',) + (('demo_classes',) if args.classifier ==
                                                   'scratch' else ()))
         status = train(args)
-    except (DemoDataError, OSError) as e:
+    except DemoDataError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    except OSError as e:
         print(f'error: the demo\'s data: {e}', file=sys.stderr)
         return 2
     except KeyboardInterrupt:
