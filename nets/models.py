@@ -27,8 +27,9 @@ UNNORMALIZED = dict(momentum=0.99, iter_size=1, normalized=False)
 # its fc width; the classifier reads 128 x 128 images, so its pool5 is 4 x 4 and FCN's fc6
 # a 4x4 convolution (conv1_1 pad 68, nets.vgg.first_pad). The FCN stages train with the
 # paper's heavy recipe (UNNORMALIZED: SGD, fixed lr, momentum 0.99, weight decay 5e-4,
-# batch 1, summed loss); the classifier, not part of the paper, with Adam (DEMO_CLASSIFIER).
-# random_seed fixes the fillers and dropout, the data layers' seed the order: runs repeat.
+# batch 1, summed loss); the classifier, not part of the paper, with Adam ('demo-classifier'
+# below, whose result make demo ships). random_seed fixes the fillers and dropout, the data
+# layers' seed the order: runs repeat.
 DEMO_NET = dict(widths=scaled_widths(8, 16),
                 fc6_size=DATASETS['demo_classes']['deploy_hw'][0] // 32)
 DEMO = dict(dataset='demo_voc', test_iter=50, snapshot=0, max_iter=400, rounds=2, step=200,
@@ -51,7 +52,7 @@ def pixel_rule(paper_lr, height, width):
 # channels at rms 0.80, pool4 64 at 0.44, pool3 32 at 0.32), so it raises the rate instead,
 # giving score_pool4 the pace score_fr had in FCN-32s: x 12.8, for FCN-16s and FCN-8s alike.
 # Measured (mean IU after 400 iterations): FCN-16s at FCN-32s's rate gained 0.4, at 1/100
-# of it nothing; FCN-8s at score_pool3's own pace (x 48) reached 25.1, at x 12.8 30.7.
+# of it nothing in 300; FCN-8s at score_pool3's own pace (x 48) reached 25.1, at x 12.8 30.7.
 DEMO_LR = pixel_rule(1e-10, *DATASETS['demo_voc']['deploy_hw'])
 SKIP_PACE = 12.8
 DEMO['lr_rule'] = ('lr for unnormalized softmax: the paper\'s 1e-10 x (500 x 375) / (160 x 160) '
