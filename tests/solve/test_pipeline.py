@@ -200,3 +200,16 @@ def test_round_bars_on_a_terminal_keep_log_lines_whole(tiny_demo, capsys, monkey
     logged = [line.rsplit('\r', 1)[-1] for line in err.split('\n') if '.py] ' in line]
     assert any('Iteration 0' in line for line in logged)  # logged while a bar is up
     assert logged and all(line[0] in 'IWE' and line[1:5].isdigit() for line in logged)
+
+
+def test_demo_from_scratch_trains_the_classifier_first(tiny_demo, capsys):
+    """--classifier scratch runs the whole chain: the classifier stage from its fillers,
+    FCN-32s from its result, and the printed accuracy is that stage's last score."""
+    out = tiny_demo / 'scratch'
+    assert demo.main(demo.get_args_parser().parse_args(
+        ['--out', str(out), '--seed', '3', '--iterations', '2', '--no-progress',
+         '--classifier', 'scratch'])) == 0
+    accuracy = 100 * float(demo.last_scores(out, 'demo-classifier')['pixel_accuracy'])
+    assert f"held-out accuracy: {accuracy:.1f}%" in capsys.readouterr().out
+    run = (out / 'demo-fcn32s' / 'run.json').read_text()
+    assert str(out / 'demo-classifier' / 'demo-classifier.caffemodel') in run
