@@ -55,15 +55,18 @@ def pixel_rule(paper_lr, height, width):
 # of it nothing in 300; FCN-8s at score_pool3's own pace (x 48) reached 25.1, at x 12.8 30.7.
 DEMO_LR = pixel_rule(1e-10, *DATASETS['demo_voc']['deploy_hw'])
 SKIP_PACE = 12.8
-DEMO['lr_rule'] = ('lr for unnormalized softmax: the paper\'s 1e-10 x (500 x 375) / (160 x 160) '
-                   'pixels per image (nets.models.pixel_rule)')
+PIXEL_RULE = ('lr for unnormalized softmax: the paper\'s 1e-10 x (500 x 375) / (160 x 160) '
+              'pixels per image (nets.models.pixel_rule)')
 
 
-def _demo_lr(stride):
-    """(base_lr, the solver's comment on it) of the demo's FCN-<stride>s."""
-    if stride == 32:
-        return DEMO_LR, DEMO['lr_rule']
-    return DEMO_LR * SKIP_PACE, DEMO['lr_rule'] + f', x {SKIP_PACE:g} for the skips\' pace'
+def _demo_fcn(stride, parent, mean_iu):
+    """The demo's FCN-<stride>s: the heavy recipe at the pixel rule's rate, x SKIP_PACE for
+    the skip stages, the rule written into its solver."""
+    skip = stride != 32
+    return _model(DEMO, partial(builders.single, 'demo_voc', stride=stride, **DEMO_NET),
+                  DEMO_LR * (SKIP_PACE if skip else 1), parent,
+                  f'demo val mean IU {mean_iu} (seed 0; solve/demo.py)',
+                  lr_rule=PIXEL_RULE + (f', x {SKIP_PACE:g} for the skips\' pace' if skip else ''))
 
 
 FROM_SCRATCH = 'scratch (msra fillers)'   # the init of a net trained from its fillers
@@ -137,16 +140,7 @@ MODELS = {
         base_lr=3e-4, lr_policy='step', gamma=0.1, stepsize=450, max_iter=600, rounds=3,
         step=200, test_iter=15, snapshot=0, iter_size=1, normalized=True, init=FROM_SCRATCH,
         expected='held-out accuracy 98.3% (seed 0; 240 images)'),
-    'demo-fcn32s': _model(DEMO, partial(builders.single, 'demo_voc', stride=32, **DEMO_NET),
-                          _demo_lr(32)[0], 'demo-classifier',
-                          'demo val mean IU 18.2 (seed 0; solve/demo.py)',
-                          lr_rule=_demo_lr(32)[1]),
-    'demo-fcn16s': _model(DEMO, partial(builders.single, 'demo_voc', stride=16, **DEMO_NET),
-                          _demo_lr(16)[0], 'demo-fcn32s',
-                          'demo val mean IU 24.9 (seed 0; solve/demo.py)',
-                          lr_rule=_demo_lr(16)[1]),
-    'demo-fcn8s': _model(DEMO, partial(builders.single, 'demo_voc', stride=8, **DEMO_NET),
-                          _demo_lr(8)[0], 'demo-fcn16s',
-                          'demo val mean IU 30.3 (seed 0; solve/demo.py)',
-                          lr_rule=_demo_lr(8)[1]),
+    'demo-fcn32s': _demo_fcn(32, 'demo-classifier', 18.2),
+    'demo-fcn16s': _demo_fcn(16, 'demo-fcn32s', 24.9),
+    'demo-fcn8s': _demo_fcn(8, 'demo-fcn16s', 30.3),
 }

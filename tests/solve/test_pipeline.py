@@ -116,7 +116,7 @@ def test_demo_prints_the_table_and_writes_overlay_and_curves(tiny_demo, capsys):
         last = [float(v) for v in row.split('|')[2:6]]
         want = demo.last_scores(out, stage)
         assert last == [round(100 * float(want[m]), 1) for m in demo.METRICS]
-    assert 'held-out accuracy' in printed
+    assert f'The shipped classifier: {demo.SHIPPED_ACCURACY:.1f}% held out' in printed
     first = (tiny_demo / 'data' / 'demo' / 'voc' / 'ImageSets' / 'Segmentation' /
              'val.txt').read_text().split()[0]
     with Image.open(out / 'demo-example' / f'{first}_overlay.png') as overlay:
@@ -210,6 +210,6 @@ def test_demo_from_scratch_trains_the_classifier_first(tiny_demo, capsys):
         ['--out', str(out), '--seed', '3', '--iterations', '2', '--no-progress',
          '--classifier', 'scratch'])) == 0
     accuracy = 100 * float(demo.last_scores(out, 'demo-classifier')['pixel_accuracy'])
-    assert f"held-out accuracy: {accuracy:.1f}%" in capsys.readouterr().out
+    assert f'The classifier trained here: {accuracy:.1f}% held out.' in capsys.readouterr().out
     run = (out / 'demo-fcn32s' / 'run.json').read_text()
     assert str(out / 'demo-classifier' / 'demo-classifier.caffemodel') in run

@@ -225,10 +225,11 @@ def test_stderr_is_terminal_follows_the_real_stderr(monkeypatch):
     fd 2 and named the real stderr in terminal_fd."""
     import os
     import pty
-    for fd, expected in ((pty.openpty()[1], True), (os.pipe()[1], False)):
+    for (other, fd), expected in ((pty.openpty(), True), (os.pipe(), False)):
         monkeypatch.setattr(console, 'terminal_fd', fd)
         assert console.stderr_is_terminal() is expected
         os.close(fd)
+        os.close(other)
 
 
 def test_seg_tests_shares_weights_and_logs(pairs_net, tmp_path, caplog):
