@@ -14,6 +14,7 @@ compute what one process with iter_size 2 does. Weights start from rank 0's (bro
 Only rank 0 (the root solver) tests, logs and snapshots; a snapshot resumes on any number
 of ranks, since every rank holds the same weights and history.
 """
+import atexit
 import os
 import re
 import secrets
@@ -31,12 +32,20 @@ def init_from_env(backend=None):
     world = int(os.environ.get('WORLD_SIZE', '1'))
     rank = int(os.environ.get('RANK', '0'))
     if world > 1 and not dist.is_initialized():
-        backend = backend or ('nccl' if mode.mode() == 'gpu' else 'gloo')
-        dist.init_process_group(backend, rank=rank, world_size=world)
+        _join(backend or ('nccl' if mode.mode() == 'gpu' else 'gloo'), rank=rank,
+              world_size=world)
     mode.set_solver_count(world)
     mode.set_solver_rank(rank)
     mode.set_multiprocess(world > 1)
     return rank, world
+
+
+def _join(backend, **group):
+    """Scripts written for Caffe never tear the group down. Left to interpreter exit,
+    gloo's threads outlive Python and the process aborts ('terminate called without an
+    active exception', in about one run in four), so the group is destroyed at exit."""
+    dist.init_process_group(backend, **group)
+    atexit.register(shutdown)
 
 
 class DataParallel:
@@ -89,9 +98,8 @@ class NCCL(DataParallel):
             store = dist.FileStore(os.path.join(tempfile.gettempdir(),
                                                 f'caffe_torch_nccl_{_uid_text(uid)}'),
                                    self.world)
-            dist.init_process_group('nccl' if mode.mode() == 'gpu' else 'gloo',
-                                    store=store, rank=mode.solver_rank(),
-                                    world_size=self.world)
+            _join('nccl' if mode.mode() == 'gpu' else 'gloo', store=store,
+                  rank=mode.solver_rank(), world_size=self.world)
 
     @staticmethod
     def new_uid():
