@@ -12,6 +12,7 @@ import os
 import random
 import re
 import socket
+import sys
 import threading
 
 import pytest
@@ -59,6 +60,14 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class QuietServer(http.server.ThreadingHTTPServer):
+    """A client that stops reading (a refused size, a full disk) breaks the server's pipe;
+    that is the test's point, so the error is kept rather than printed over pytest's dots."""
+
+    def handle_error(self, request, client_address):
+        self.errors.append(sys.exc_info()[1])
+
+
 @pytest.fixture(autouse=True)
 def no_proxy(monkeypatch):
     """Keep urllib from routing 127.0.0.1 through a proxy set in the environment."""
@@ -74,9 +83,9 @@ def server(tmp_path):
     root = tmp_path / 'served'
     root.mkdir()
     (root / FILE).write_bytes(PAYLOAD)
-    httpd = http.server.ThreadingHTTPServer(
-        ('127.0.0.1', 0), functools.partial(RangeHandler, directory=str(root)))
+    httpd = QuietServer(('127.0.0.1', 0), functools.partial(RangeHandler, directory=str(root)))
     httpd.requests, httpd.sent, httpd.ranges, httpd.cut_after = [], 0, True, None
+    httpd.errors = []
     thread = threading.Thread(target=httpd.serve_forever, kwargs={'poll_interval': 0.05},
                               daemon=True)
     thread.start()
