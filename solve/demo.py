@@ -159,17 +159,15 @@ def train(args):
 
 def shipped_classifier():
     """weights/demo-classifier.caffemodel, checked against the sha1 it was committed with."""
-    import hashlib
+    from weights.manifest import sha1_of
+    fix = ('Restore it with `git checkout -- weights/demo-classifier.caffemodel`, or pass '
+           '--classifier scratch to train the classifier')
     if not SHIPPED.is_file():
-        raise DemoDataError(f'{SHIPPED} is missing: it ships with the toolkit (restore it with '
-                            f'`git checkout -- weights/demo-classifier.caffemodel`), or pass '
-                            f'--classifier scratch to train the classifier')
-    digest = hashlib.sha1(SHIPPED.read_bytes()).hexdigest()
+        raise DemoDataError(f'{SHIPPED} is missing: it ships with the toolkit. {fix}')
+    digest = sha1_of(SHIPPED)
     if digest != SHIPPED_SHA1:
         raise DemoDataError(f'{SHIPPED} has sha1 {digest}, not the shipped {SHIPPED_SHA1}: '
-                            f'the file is damaged or replaced. Restore it with `git checkout '
-                            f'-- weights/demo-classifier.caffemodel`, or pass --classifier '
-                            f'scratch to train the classifier')
+                            f'the file is damaged or replaced. {fix}')
     return SHIPPED
 
 
@@ -226,7 +224,7 @@ def get_args_parser():
                         help='iterations per stage, for quick checks; None: the recipe\'s')
     parser.add_argument('--classifier', choices=('shipped', 'scratch'), default='shipped',
                         help='FCN-32s starts from the classifier that ships with the toolkit, '
-                             'or from one trained here from its fillers (about 150 s more)')
+                             'or from one trained here from its fillers (about 160 s more)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bars')
     parser.add_argument('--check', action='store_true',
                         help='exit 1 unless mean IU rises 32s -> 16s -> 8s and every score is '

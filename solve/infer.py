@@ -264,22 +264,22 @@ def run(args):
     check_inputs(net, args.model, dataset, extras)
     prepare, first = preparers(dataset, args.model), net.inputs[0]
     args.out.mkdir(parents=True, exist_ok=True)
-    bar, report = progress_bar(len(files), desc='segmenting'), []
-    for image in files:
-        arrays = {first: prepare[first](image)}
-        check_size(image, arrays[first].shape[1:], args.max_pixels)
-        for name, path in extras.items():
-            arrays[name] = prepare[name](extra_file(path, image, len(files) > 1))
-        sizes = {name: a.shape[1:] for name, a in arrays.items()}
-        if len(set(sizes.values())) > 1:
-            raise InferError(f'{image}: inputs differ in size (H, W): {sizes}')
-        labels = segment(net, arrays)
-        save_outputs(args.out, image.stem, read_rgb(image), labels, palette,
-                     background=0 if classes.has_background(dataset) else None)
-        if args.histogram:
-            report += histogram_lines(image.stem, labels, dataset)
-        bar.update(1)
-    bar.close()
+    report = []
+    with progress_bar(len(files), desc='segmenting') as bar:
+        for image in files:
+            arrays = {first: prepare[first](image)}
+            check_size(image, arrays[first].shape[1:], args.max_pixels)
+            for name, path in extras.items():
+                arrays[name] = prepare[name](extra_file(path, image, len(files) > 1))
+            sizes = {name: a.shape[1:] for name, a in arrays.items()}
+            if len(set(sizes.values())) > 1:
+                raise InferError(f'{image}: inputs differ in size (H, W): {sizes}')
+            labels = segment(net, arrays)
+            save_outputs(args.out, image.stem, read_rgb(image), labels, palette,
+                         background=0 if classes.has_background(dataset) else None)
+            if args.histogram:
+                report += histogram_lines(image.stem, labels, dataset)
+            bar.update(1)
     print('\n'.join(report + [f'wrote {len(files)} segmentation(s) to {args.out}']))
 
 

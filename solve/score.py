@@ -174,21 +174,20 @@ def evaluate(net, num_images, score_blob='score', label_blob='label', loss_blob=
     confusion, loss_sum = None, 0.0
     has_loss = loss_blob is not None and loss_blob in net.blobs
     backend.keep_blobs(net, [score_blob, label_blob] + ([loss_blob] if has_loss else []))
-    bar = progress_bar(num_images, desc='scoring', enabled=progress)
-    for i in range(num_images):
-        net.forward()
-        scores, label = net.blobs[score_blob].data, net.blobs[label_blob].data
-        if confusion is None:
-            confusion = ConfusionMatrix(num_classes or scores.shape[1], class_names)
-        prediction = scores.argmax(axis=1)
-        confusion.update(label[:, 0] if label.ndim == 4 else label, prediction)
-        if has_loss:
-            loss_sum += float(np.sum(net.blobs[loss_blob].data))
-        if save_dir is not None:
-            _check_one_map(prediction, score_blob)
-            vis.save_label_png(os.path.join(save_dir, f'{ids[i]}.png'), prediction[0], palette)
-        bar.update(1)
-    bar.close()
+    with progress_bar(num_images, desc='scoring', enabled=progress) as bar:
+        for i in range(num_images):
+            net.forward()
+            scores, label = net.blobs[score_blob].data, net.blobs[label_blob].data
+            if confusion is None:
+                confusion = ConfusionMatrix(num_classes or scores.shape[1], class_names)
+            prediction = scores.argmax(axis=1)
+            confusion.update(label[:, 0] if label.ndim == 4 else label, prediction)
+            if has_loss:
+                loss_sum += float(np.sum(net.blobs[loss_blob].data))
+            if save_dir is not None:
+                _check_one_map(prediction, score_blob)
+                vis.save_label_png(os.path.join(save_dir, f'{ids[i]}.png'), prediction[0], palette)
+            bar.update(1)
     mean_loss = loss_sum / num_images if has_loss else None
     metrics = dataclasses.replace(confusion.compute(present_only), loss=mean_loss)
     return metrics, mean_loss, confusion

@@ -302,6 +302,10 @@ DECONV_CASES = [
      (1, 2), (1, 1), 1),
     ((2, 4, 3, 3), dict(num_output=4, kernel_size=6, stride=3, group=4), (3, 3), (0, 0),
      (1, 1), 4),
+    # a kernel smaller than its stride leaves gaps of zeros (+ bias); k = s with a pad
+    ((1, 2, 3, 4), dict(num_output=3, kernel_size=2, stride=3), (3, 3), (0, 0), (1, 1), 1),
+    ((1, 2, 3, 4), dict(num_output=2, kernel_size=3, stride=3, pad=1), (3, 3), (1, 1),
+     (1, 1), 1),
 ]
 
 
