@@ -27,10 +27,11 @@ def groups(golden):
     return found
 
 
-def run_case(case, net_file=None):
+def run_case(case, net_file=None, golden_file=None, phase=None):
     """Build the case's net, set Caffe's bottoms, params and input arrays, run forward."""
-    golden = groups(np.load(CASES / case / 'golden.npz'))
-    phase = caffe.TEST if 'test' in case else caffe.TRAIN
+    golden = groups(np.load(golden_file or CASES / case / 'golden.npz'))
+    if phase is None:
+        phase = caffe.TEST if 'test' in case else caffe.TRAIN
     net = caffe.Net(str(net_file or CASES / case / 'net.prototxt'), phase)
     for name, value in golden.get('bottom', {}).items():
         net.blobs[name].data[...] = value
@@ -53,43 +54,52 @@ def _params(net, expected, kind, tol, case):
 
 
 def check_case(case, workdir, forward_tol=FORWARD_TOL, backward_tol=BACKWARD_TOL):
-    """Every array Caffe recorded for `case`, checked in order: forward tops (and params a
-    forward changes), one backward from the recorded top diffs, later forwards, and the file
-    HDF5Output wrote (tolerances: relative L2 errors). The case is copied to
-    workdir/layers/<case> and run from workdir, so its relative paths resolve as in
-    caffe-golden/ and what it writes stays out of the tree."""
+    """Every array Caffe recorded for `case`, checked in order (check_recorded). The case is
+    copied to workdir/layers/<case> and run from workdir, so its relative paths resolve as
+    in caffe-golden/ and what it writes stays out of the tree."""
     shutil.copytree(CASES / case, pathlib.Path(workdir) / 'layers' / case)
+    folder = pathlib.Path('layers') / case
     with contextlib.chdir(workdir):
-        net, golden = run_case(case, pathlib.Path('layers') / case / 'net.prototxt')
-        expected_blobs = set(golden.get('top', {})) | set(golden.get('bottom', {}))
-        assert set(net.blobs) == expected_blobs, case
-        for name, value in golden.get('top', {}).items():
-            assert rel_error(net.blobs[name].data, value) < forward_tol, f'{case}: top {name}'
-        _params(net, golden.get('param_after', {}), 'param after forward', forward_tol, case)
-        if {'bottom_diff', 'param_diff'} & set(golden):
-            net.clear_param_diffs()  # first: a Parameter layer's top shares its param's diff
-            for name, value in golden.get('top_diff', {}).items():
-                net.blobs[name].diff[...] = value
-            net.backward()
-            for name, value in golden.get('bottom_diff', {}).items():
-                assert rel_error(net.blobs[name].diff, value) < backward_tol, \
-                    f'{case}: bottom diff {name}'
-            _params(net, golden.get('param_diff', {}), 'param diff', backward_tol, case)
-        for k in range(2, 10):
-            later = golden.get(f'forward{k}')
-            if later is None:
-                break
-            net.forward()
-            for name, value in later.items():
-                assert rel_error(net.blobs[name].data, value) < forward_tol, \
-                    f'{case}: forward {k} top {name}'
-        if 'output_file' in golden:
-            import h5py
-            del net  # HDF5Output closes its file when the net goes
-            with h5py.File(pathlib.Path('layers') / case / 'output.h5', 'r') as f:
-                assert set(f) == set(golden['output_file']), case
-                for name, value in golden['output_file'].items():
-                    assert rel_error(f[name][()], value) < forward_tol, f'{case}: file {name}'
+        check_recorded(case, folder / 'net.prototxt', folder / 'golden.npz', None,
+                       folder / 'output.h5', forward_tol, backward_tol)
+
+
+def check_recorded(case, net_file, golden_file, phase, output_file,
+                   forward_tol=FORWARD_TOL, backward_tol=BACKWARD_TOL):
+    """Every array Caffe recorded in `golden_file`, checked in order: forward tops (and
+    params a forward changes), one backward from the recorded top diffs, later forwards,
+    and the file HDF5Output wrote (tolerances: relative L2 errors), run in the current
+    folder."""
+    net, golden = run_case(case, net_file, golden_file, phase)
+    expected_blobs = set(golden.get('top', {})) | set(golden.get('bottom', {}))
+    assert set(net.blobs) == expected_blobs, case
+    for name, value in golden.get('top', {}).items():
+        assert rel_error(net.blobs[name].data, value) < forward_tol, f'{case}: top {name}'
+    _params(net, golden.get('param_after', {}), 'param after forward', forward_tol, case)
+    if {'bottom_diff', 'param_diff'} & set(golden):
+        net.clear_param_diffs()  # first: a Parameter layer's top shares its param's diff
+        for name, value in golden.get('top_diff', {}).items():
+            net.blobs[name].diff[...] = value
+        net.backward()
+        for name, value in golden.get('bottom_diff', {}).items():
+            assert rel_error(net.blobs[name].diff, value) < backward_tol, \
+                f'{case}: bottom diff {name}'
+        _params(net, golden.get('param_diff', {}), 'param diff', backward_tol, case)
+    for k in range(2, 10):
+        later = golden.get(f'forward{k}')
+        if later is None:
+            break
+        net.forward()
+        for name, value in later.items():
+            assert rel_error(net.blobs[name].data, value) < forward_tol, \
+                f'{case}: forward {k} top {name}'
+    if 'output_file' in golden:
+        import h5py
+        del net  # HDF5Output closes its file when the net goes
+        with h5py.File(output_file, 'r') as f:
+            assert set(f) == set(golden['output_file']), case
+            for name, value in golden['output_file'].items():
+                assert rel_error(f[name][()], value) < forward_tol, f'{case}: file {name}'
 
 
 TINY_FCN = CASES.parent / 'tiny_fcn'

@@ -1,0 +1,54 @@
+"""Real BVLC Caffe for the tests marked `caffe`: the build `make caffe` made, and a way to run
+its pycaffe in a process of its own (the system Python it was built for)."""
+import os
+import pathlib
+import subprocess
+
+import pytest
+
+from backend import caffe_build
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if HERE in pathlib.Path(item.path).parents:
+            item.add_marker(pytest.mark.caffe)
+
+
+class RealCaffe:
+    """A complete build: its folder, its `caffe` binary, and pycaffe run as a child."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.binary = folder / 'build' / 'tools' / 'caffe'
+        self.python = caffe_build.SYSTEM_PYTHON
+
+    def env(self, pythonpath=(), **extra):
+        """The environment of a child that imports real pycaffe (glog quiet below ERROR)."""
+        env = dict(os.environ, GLOG_minloglevel='2', **extra)
+        env.pop('FCN_BACKEND', None)
+        build = caffe_build.environment(self.folder)
+        env['PYTHONPATH'] = os.pathsep.join([build['PYTHONPATH']]
+                                            + [str(p) for p in pythonpath])
+        env['LD_LIBRARY_PATH'] = build['LD_LIBRARY_PATH']
+        return env
+
+    def run(self, args, cwd=None, pythonpath=(), timeout=900, **extra):
+        """Run `python3 args...` with real pycaffe importable; the CompletedProcess."""
+        return subprocess.run([self.python] + [str(a) for a in args], cwd=cwd,
+                              env=self.env(pythonpath, **extra), capture_output=True,
+                              text=True, timeout=timeout)
+
+
+@pytest.fixture(scope='session')
+def real_caffe():
+    folder = caffe_build.build_dir()
+    if not caffe_build.is_complete(folder):
+        message = f'no complete Caffe build in {folder}: run `make caffe` first'
+        if os.environ.get('FCN_REQUIRE_CAFFE'):
+            pytest.fail(message)
+        pytest.skip(message)
+    return RealCaffe(folder)
