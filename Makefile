@@ -11,7 +11,7 @@ help-models:  ## list the model targets: make <model> [ARGS='--gpu 0 --out DIR']
 $(MODELS):
 	$(PYTHON) solve/$(subst -,_,$@).py $(ARGS)
 
-.PHONY: $(MODELS) help-models help install demo test test-gpu gpu-check smoke bench tables weights nets check-nets proto check-proto lint clean
+.PHONY: $(MODELS) help-models help install demo test test-caffe caffe test-gpu gpu-check smoke bench tables weights nets check-nets proto check-proto lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -24,7 +24,13 @@ demo:  ## the paper's pipeline in miniature on generated data, CPU: about 3 minu
 	$(PYTHON) -m solve.demo $(ARGS)
 
 test: lint  ## run the size budget and the test suite on the CPU
-	$(PYTHON) -m pytest $(PYTEST_FLAGS) tests
+	$(PYTHON) -m pytest $(PYTEST_FLAGS) -m 'not caffe' tests
+
+caffe:  ## build real BVLC Caffe 9b89154 (CPU, pycaffe) in ~/.cache/fcn-toolkit, or reuse it (CAFFE_SRC=...)
+	$(PYTHON) -m backend.caffe_build
+
+test-caffe: caffe  ## against real Caffe: differential cases of every layer and solver, pycaffe's tests, the toolkit on pycaffe
+	FCN_REQUIRE_CAFFE=1 $(PYTHON) -m pytest $(PYTEST_FLAGS) -m caffe tests
 
 test-gpu:  ## run the GPU-marked tests (needs CUDA)
 	$(PYTHON) -m pytest $(PYTEST_FLAGS) -m gpu tests

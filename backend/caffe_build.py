@@ -36,11 +36,28 @@ DEBIAN_PACKAGES = (
     'libopenblas-dev', 'libboost-system-dev', 'libboost-filesystem-dev',
     'libboost-thread-dev', 'libboost-python-dev', 'python3-dev', 'python3-numpy',
     'python3-scipy', 'python3-skimage', 'python3-protobuf', 'python3-h5py', 'python3-pil',
-    'python3-yaml', 'python3-six', 'python3-pydot')
-# protobuf 3.11 dropped SetTotalBytesLimit's second argument; Caffe 9b89154 still passes it
-PROTOBUF_FIX = ('src/caffe/util/io.cpp',
-                'SetTotalBytesLimit(kProtoReadBytesLimit, 536870912);',
-                'SetTotalBytesLimit(kProtoReadBytesLimit);')
+    'python3-yaml', 'python3-six', 'python3-pydot', 'libopencv-core-dev',
+    'libopencv-imgproc-dev', 'libopencv-imgcodecs-dev')
+# Source changes for today's libraries, each (file, old text, new text): protobuf 3.11
+# dropped SetTotalBytesLimit's second argument; OpenCV 4 dropped the C constants
+# CV_LOAD_IMAGE_* and Caffe needs only imgcodecs of highgui (so no GUI toolkit is installed).
+_HIGHGUI = ('#include <opencv2/highgui/highgui.hpp>', '#include <opencv2/imgcodecs.hpp>')
+_HIGHGUI_C = ('#include <opencv2/highgui/highgui_c.h>\n', '')
+_COLOR = ('CV_LOAD_IMAGE_COLOR', 'cv::IMREAD_COLOR')
+_GRAY = ('CV_LOAD_IMAGE_GRAYSCALE', 'cv::IMREAD_GRAYSCALE')
+PATCHES = (
+    ('src/caffe/util/io.cpp', 'SetTotalBytesLimit(kProtoReadBytesLimit, 536870912);',
+     'SetTotalBytesLimit(kProtoReadBytesLimit);'),
+    ('src/caffe/util/io.cpp',) + _HIGHGUI, ('src/caffe/util/io.cpp',) + _HIGHGUI_C,
+    ('src/caffe/util/io.cpp',) + _COLOR, ('src/caffe/util/io.cpp',) + _GRAY,
+    ('src/caffe/layers/window_data_layer.cpp',) + _HIGHGUI_C,
+    ('src/caffe/layers/window_data_layer.cpp', '#include "opencv2/highgui/highgui.hpp"',
+     '#include <opencv2/imgcodecs.hpp>'),
+    ('src/caffe/layers/window_data_layer.cpp',) + _COLOR,
+    ('examples/cpp_classification/classification.cpp',) + _HIGHGUI,
+    ('Makefile', 'LIBRARIES += opencv_core opencv_highgui opencv_imgproc',
+     'LIBRARIES += opencv_core opencv_imgproc'),
+)
 OUTPUTS = ('build/tools/caffe', 'build/lib/libcaffe.so', 'python/caffe/_caffe.so',
            'python/caffe/proto/caffe_pb2.py')
 
@@ -65,13 +82,14 @@ def makefile_config():
                                text=True).stdout.strip() or 'x86_64-linux-gnu'
     lib = f'/usr/lib/{multiarch}'
     return '\n'.join([
-        '# written by backend/caffe_build.py: CPU only, no OpenCV, LMDB + LevelDB, Python',
-        'CPU_ONLY := 1', 'USE_OPENCV := 0', 'USE_LEVELDB := 1', 'USE_LMDB := 1',
+        '# written by backend/caffe_build.py: CPU only, OpenCV 4, LMDB + LevelDB, Python',
+        'CPU_ONLY := 1', 'USE_OPENCV := 1', 'OPENCV_VERSION := 3', 'USE_LEVELDB := 1', 'USE_LMDB := 1',
         'WITH_PYTHON_LAYER := 1', 'BLAS := open',
         f'PYTHON_LIBRARIES := boost_python{version.replace(".", "")} python{version}',
         f'PYTHON_INCLUDE := /usr/include/python{version} {numpy_include}',
         f'PYTHON_LIB := {lib}',
-        'INCLUDE_DIRS := $(PYTHON_INCLUDE) /usr/local/include /usr/include/hdf5/serial',
+        'INCLUDE_DIRS := $(PYTHON_INCLUDE) /usr/local/include /usr/include/hdf5/serial '
+        '/usr/include/opencv4',
         f'LIBRARY_DIRS := $(PYTHON_LIB) /usr/local/lib /usr/lib {lib}/hdf5/serial',
         'BUILD_DIR := build', 'DISTRIBUTE_DIR := distribute', 'Q ?= @', ''])
 
@@ -176,13 +194,14 @@ def _clone(into):
 
 
 def patch(tree):
-    path, old, new = PROTOBUF_FIX
-    text = (tree / path).read_text()
-    if old in text:
-        (tree / path).write_text(text.replace(old, new))
-    elif new not in text:
-        raise CaffeBuildError(f'{tree / path}: neither the call to fix nor its fix is there; '
-                              f'is this Caffe {SHORT}?')
+    """Apply PATCHES; a change already made is fine, a text not found is not Caffe 9b89154."""
+    for path, old, new in PATCHES:
+        text = (tree / path).read_text()
+        if old in text:
+            (tree / path).write_text(text.replace(old, new))
+        elif new and new not in text:
+            raise CaffeBuildError(f'{tree / path}: neither "{old}" nor its fix is there; '
+                                  f'is this Caffe {SHORT}?')
 
 
 def compile_tree(tree, jobs):

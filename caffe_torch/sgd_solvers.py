@@ -65,6 +65,8 @@ def learning_rate(solver):
     """Caffe's GetLearningRate at solver.iter (updates current_step for step/multistep)."""
     p, it = solver.param, solver.iter
     policy = p.lr_policy
+    if policy in ('step', 'exp', 'inv', 'multistep', 'sigmoid'):
+        _require(p.gamma >= 0, solver, f'lr_policy "{policy}" needs gamma >= 0, got {p.gamma:g}')
     if policy == 'fixed':
         rate = p.base_lr
     elif policy == 'step':
@@ -83,6 +85,7 @@ def learning_rate(solver):
     elif policy == 'poly':
         rate = p.base_lr * math.pow(1.0 - it / p.max_iter, p.power)
     elif policy == 'sigmoid':
+        _require(p.stepsize > 0, solver, 'lr_policy "sigmoid" needs stepsize > 0')
         rate = p.base_lr * (1.0 / (1.0 + math.exp(-p.gamma * (it - p.stepsize))))
     else:
         raise CaffeError(f'{solver.source}: unknown lr_policy "{policy}"; Caffe knows fixed, '

@@ -380,3 +380,17 @@ def test_catch_step_policy_without_stepsize(write_solver):
                                                      gamma=0.1))[0])
     with pytest.raises(CaffeError, match='stepsize > 0'):
         solver.step(1)
+
+
+@pytest.mark.parametrize('policy,extra', [
+    ('step', dict(gamma=-0.5, stepsize=2)), ('exp', dict(gamma=-0.9)),
+    ('inv', dict(gamma=-0.1, power=0.75)), ('multistep', dict(gamma=-0.1, stepvalue=[1])),
+    ('sigmoid', dict(gamma=-0.5, stepsize=2)), ('sigmoid', dict(gamma=0.5, stepsize=0))])
+def test_lr_policy_refuses_what_caffe_checks(write_solver, policy, extra):
+    """GetLearningRate CHECKs gamma >= 0 (all but fixed and poly) and sigmoid's stepsize > 0:
+    Caffe aborts (found by the differential tests), the engine names the field."""
+    solver = caffe_torch.SGDSolver(write_solver(dict(base_lr=0.01, lr_policy=policy,
+                                                     **extra))[0])
+    field = 'gamma' if extra['gamma'] < 0 else 'stepsize'
+    with pytest.raises(caffe_torch.CaffeError, match=f'{policy}.*{field}'):
+        learning_rate(solver)

@@ -42,6 +42,20 @@ class RealCaffe:
                               env=self.env(pythonpath, **extra), capture_output=True,
                               text=True, timeout=timeout)
 
+    def record(self, root, command):
+        """pycaffe_side.py `command` over every case folder under `root`, in one process. A
+        failed CHECK aborts it: that case gets caffe_abort.txt (what Caffe said) and the
+        process starts again after it."""
+        for _ in range(len(list(root.iterdir())) + 1):
+            done = self.run([HERE / 'pycaffe_side.py', command, root], timeout=1800)
+            if done.returncode == 0:
+                return
+            current = root / '.current'
+            if not current.is_file():
+                raise RuntimeError(f'pycaffe_side.py failed outside any case:\n{done.stderr}')
+            (root / current.read_text() / 'caffe_abort.txt').write_text(done.stderr[-4000:])
+            current.unlink()
+
 
 @pytest.fixture(scope='session')
 def real_caffe():

@@ -3,8 +3,9 @@ Caffe was built for, with that build's python/ folder on PYTHONPATH; it imports 
 the project, and the two sides meet through files only.
 
     python3 pycaffe_side.py layers ROOT
+    python3 pycaffe_side.py solvers ROOT
 
-records every case folder under ROOT that has no result yet. A case folder holds
+`layers` records every case folder under ROOT that has no result yet (solvers: see solve). A case folder holds
 net.prototxt, inputs.npz (`bottom/<blob>`, optional `param/<layer>/<i>` and
 `input_arrays/{data,label}`) and meta.json (phase, seed, backward, forwards, param_low,
 param_high, output_file). The result is golden.npz in the format of tests/golden/README.md.
@@ -113,22 +114,70 @@ def _run(net, inputs, rng, meta):
     return result
 
 
-def record_all(root):
-    caffe.set_mode_cpu()
+def each_case(root, work, result):
+    """work(folder) for every case folder under `root` without `result` or an abort."""
     for case in sorted(os.listdir(root)):
         folder = os.path.join(root, case)
-        done = [os.path.exists(os.path.join(folder, f)) for f in ('golden.npz', 'caffe_abort.txt')]
+        done = [os.path.exists(os.path.join(folder, f)) for f in (result, 'caffe_abort.txt')]
         if not os.path.isdir(folder) or any(done):
             continue
         with open(os.path.join(root, '.current'), 'w') as f:
             f.write(case)
-        record(folder)
-    os.remove(os.path.join(root, '.current')) if os.path.exists(
-        os.path.join(root, '.current')) else None
+        work(folder)
+    if os.path.exists(os.path.join(root, '.current')):
+        os.remove(os.path.join(root, '.current'))
+
+
+def _solver(folder):
+    """The case's solver (solver.prototxt in `folder`), its params and data as given."""
+    os.chdir(folder)
+    inputs = dict(np.load('inputs.npz'))
+    solver = caffe.get_solver('solver.prototxt')
+    for key, value in inputs.items():
+        kind, name = key.split('/', 1)
+        if kind == 'param':
+            layer, i = name.rsplit('/', 1)
+            solver.net.params[layer][int(i)].data[...] = value
+        else:
+            solver.net.blobs[name].data[...] = value
+    return solver, inputs
+
+
+def _steps(solver, count, first):
+    """Step one iteration at a time; every param and the loss after each."""
+    record = {}
+    for k in range(first, first + count):
+        solver.step(1)
+        record['loss/%d' % k] = np.float32(solver.net.blobs['loss'].data)
+        for layer, blobs in solver.net.params.items():
+            for i, blob in enumerate(blobs):
+                record['step%d/%s/%d' % (k, layer, i)] = blob.data.copy()
+    return record
+
+
+def solve(folder):
+    """`before` steps, a snapshot, `after` more (caffe.npz); then, where the engine left a
+    snapshot of its own, `after` steps from it (resumed.npz)."""
+    meta = json.load(open(os.path.join(folder, 'meta.json')))
+    solver, _ = _solver(folder)
+    record = _steps(solver, meta['before'], 1)
+    solver.snapshot()
+    record.update(_steps(solver, meta['after'], meta['before'] + 1))
+    if os.path.exists(meta['engine_state']):
+        solver, _ = _solver(folder)
+        solver.restore(meta['engine_state'])
+        resumed = {'iter': np.int64(solver.iter)}
+        resumed.update(_steps(solver, meta['after'], meta['before'] + 1))
+        np.savez('resumed.npz', **resumed)
+    np.savez('caffe.npz', **record)
 
 
 if __name__ == '__main__':
     command, root = sys.argv[1:3]
-    if command != 'layers':
-        sys.exit('usage: pycaffe_side.py layers ROOT')
-    record_all(os.path.abspath(root))
+    caffe.set_mode_cpu()
+    if command == 'layers':
+        each_case(os.path.abspath(root), record, 'golden.npz')
+    elif command == 'solvers':
+        each_case(os.path.abspath(root), solve, 'caffe.npz')
+    else:
+        sys.exit('usage: pycaffe_side.py layers|solvers ROOT')

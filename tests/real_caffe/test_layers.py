@@ -11,12 +11,12 @@ A failure prints the seed and the case's net, and how to rerun it alone.
 import contextlib
 import os
 import pathlib
+import sys
 
 import pytest
 
 from golden_check import check_recorded
 from real_caffe import layer_cases
-from real_caffe.conftest import HERE
 
 SEED = int(os.environ.get('FCN_DIFF_SEED', '0'))
 PER_TYPE = int(os.environ.get('FCN_DIFF_CASES', '20'))
@@ -24,34 +24,25 @@ ONLY = [t for t in os.environ.get('FCN_DIFF_TYPES', '').split(',') if t]  # to d
 CASES = {case.name: case for case in layer_cases.draw(SEED, PER_TYPE, ONLY)}
 
 
-def record(real_caffe, root):
-    """Real Caffe's golden.npz in each case folder, or caffe_abort.txt where it aborted."""
-    for _ in range(len(CASES) + 1):
-        done = real_caffe.run([HERE / 'pycaffe_side.py', 'layers', root], timeout=1800)
-        if done.returncode == 0:
-            return
-        current = root / '.current'
-        if not current.is_file():
-            raise RuntimeError(f'pycaffe_side.py failed outside any case:\n{done.stderr}')
-        aborted = root / current.read_text()
-        (aborted / 'caffe_abort.txt').write_text(done.stderr[-4000:])
-        current.unlink()
-
-
 @pytest.fixture(scope='session')
 def recorded(real_caffe, tmp_path_factory):
     root = tmp_path_factory.mktemp('differential')
     for case in CASES.values():
         case.write(root / case.name)
-    record(real_caffe, root)
+    real_caffe.record(root, 'layers')
     return root
 
 
-def test_every_layer_type_has_cases():
-    """The generators cover every type the engine registers, which are BVLC's 61."""
+def test_every_layer_type_has_cases(real_caffe):
+    """The generators cover every type real Caffe registers (61, OpenCV's included), and the
+    engine registers the same."""
     import caffe_torch
-    assert sorted(layer_cases.generators()) == caffe_torch.layer_type_list()
-    assert len(caffe_torch.layer_type_list()) == 61
+    listed = real_caffe.run(['-c', 'import caffe; print(" ".join(caffe.layer_type_list()))'])
+    assert listed.returncode == 0, listed.stderr
+    theirs = sorted(listed.stdout.split())
+    assert len(theirs) == 61
+    assert caffe_torch.layer_type_list() == theirs
+    assert sorted(layer_cases.generators()) == theirs
 
 
 @pytest.mark.parametrize('name', sorted(CASES))
@@ -59,7 +50,7 @@ def test_layer_matches_real_caffe(name, recorded):
     case = CASES[name]
     folder = recorded / name
     phase = 1 if case.phase == 'TEST' else 0
-    with contextlib.chdir(folder):
+    with contextlib.chdir(folder), python_modules(case, folder):
         abort = pathlib.Path('caffe_abort.txt')
         if abort.is_file():
             refused_by_engine(case, phase, abort.read_text())
@@ -69,6 +60,26 @@ def test_layer_matches_real_caffe(name, recorded):
                            *case.tolerance)
         except Exception as e:
             raise AssertionError(f'{e}\n{case.describe()}') from e
+
+
+@contextlib.contextmanager
+def python_modules(case, folder):
+    """For a case with Python layers: `import caffe` gives the engine, and the modules in
+    the case folder import; all undone afterwards."""
+    if not case.modules:
+        yield
+        return
+    from caffe_torch import install_as_caffe
+    saved = {k: v for k, v in sys.modules.items() if k == 'caffe' or k.startswith('caffe.')}
+    install_as_caffe()
+    sys.path.insert(0, str(folder))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(folder))
+        for name in [*case.modules, 'caffe', *[k for k in sys.modules if k.startswith('caffe.')]]:
+            sys.modules.pop(name, None)
+        sys.modules.update(saved)
 
 
 def refused_by_engine(case, phase, caffe_said):
