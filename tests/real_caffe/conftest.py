@@ -66,3 +66,24 @@ def real_caffe():
             pytest.fail(message)
         pytest.skip(message)
     return RealCaffe(folder)
+
+
+DIFFERENTIAL = ('test_layer_matches_real_caffe[', 'test_solver_matches_real_caffe[')
+
+
+def pytest_terminal_summary(terminalreporter):
+    """CI's summary line: how many differential cases ran, and how many agreed."""
+    outcomes = {}
+    for outcome in ('passed', 'failed', 'error'):
+        for report in terminalreporter.stats.get(outcome, []):
+            if any(d in report.nodeid for d in DIFFERENTIAL):
+                outcomes.setdefault(report.nodeid, set()).add(outcome)
+    if not outcomes:
+        return
+    agreed = sum(found == {'passed'} for found in outcomes.values())
+    layers = sum(DIFFERENTIAL[0] in nodeid for nodeid in outcomes)
+    seed = os.environ.get('FCN_DIFF_SEED', '0')
+    terminalreporter.write_line(
+        f'{len(outcomes)} differential cases (seed {seed}; {layers} of layers, '
+        f'{len(outcomes) - layers} of solvers): {agreed} agree with real Caffe, '
+        f'{len(outcomes) - agreed} do not')
