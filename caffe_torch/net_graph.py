@@ -108,5 +108,5 @@ def _add_split_layer(net, producer, blob, top_index, count, loss_weight):
                           bottom=[blob])
     for k in range(count):
         split.top.append(split_blob_name(producer, blob, top_index, k))
-    if loss_weight:
-        split.loss_weight.append(loss_weight)
+        if loss_weight:  # ConfigureSplitLayer: the loss on top 0, weight 0 on the others
+            split.loss_weight.append(loss_weight if k == 0 else 0)

@@ -83,6 +83,9 @@ class EltwiseLayer(Layer):
 
 def _param_shape(layer, blob, axis, num_axes, what):
     """The shape of a learned operand covering bottom axes [axis, axis + num_axes)."""
+    if not blob.num_axes:  # Caffe's CanonicalAxisIndex admits no axis of a 0-D blob
+        layer.fail(f'{what}_param.axis = {axis} is out of range for a 0-D bottom: a learned '
+                   f'{what} needs a bottom with at least one axis (use a second bottom)')
     axis = layer.canonical_axis(blob, axis, f'{what}_param.axis')
     if num_axes < -1:
         layer.fail(f'{what}_param.num_axes must be >= 0, or -1 for all remaining axes; '

@@ -133,10 +133,9 @@ class TanHLayer(NeuronLayer):
 class DropoutLayer(NeuronLayer):
     """Inverted dropout.
 
-    bottom: x, at most 4 axes (Caffe shapes its mask with the legacy num/channels/height/
-    width accessors). top: TRAIN: y = x * m / (1 - p) with m ~ Bernoulli(1 - p) drawn per
-    element every forward and kept in `rand_vec` (int32, Caffe's unsigned mask); TEST:
-    y = x.
+    bottom: x, any shape (Caffe shapes its mask like the bottom). top: TRAIN:
+    y = x * m / (1 - p) with m ~ Bernoulli(1 - p) drawn per element every forward and kept
+    in `rand_vec` (int32, Caffe's unsigned mask); TEST: y = x.
     backward: TRAIN: dE/dx = dE/dy * m / (1 - p) with the forward's mask; TEST: dE/dy.
     dropout_param: dropout_ratio p (default 0.5), in [0, 1).
     Random numbers come from the device's seeded generator, not Caffe's boost stream, so
@@ -150,12 +149,6 @@ class DropoutLayer(NeuronLayer):
                       f'probability of dropping a unit')
         self.scale = _f32(1.0 / (1.0 - self.ratio))
         self.rand_vec = None
-
-    def reshape(self, bottom, top):
-        if bottom[0].num_axes > 4:
-            self.fail(f'bottom has {bottom[0].num_axes} axes {bottom[0].shape}, Caffe\'s '
-                      f'Dropout supports at most 4; Reshape or Flatten it first')
-        super().reshape(bottom, top)
 
     def forward(self, bottom, top):
         x = bottom[0].data_tensor

@@ -317,6 +317,27 @@ def test_split_sums_diffs(tmp_path):
     np.testing.assert_allclose(grad, [-3, -3, -3])
 
 
+def test_split_of_a_consumed_loss_top_weighs_its_first_top_only(tmp_path):
+    """A loss-weighted top that a layer also reads gets a Split with one loss_weight per
+    top, the weight on top 0 and 0 on the rest (Caffe's ConfigureSplitLayer). Silence
+    zeroes the diff of the top it reads, so x gets only the loss's gradient:
+    dE/dx = 2 * (1 - tanh(x)^2)."""
+    net = _net(tmp_path, '''
+        force_backward: true
+        layer { name: 'x' type: 'Input' top: 'x' input_param { shape { dim: 3 } } }
+        layer { name: 'use' type: 'TanH' bottom: 'x' top: 'use' loss_weight: 2 }
+        layer { name: 'quiet' type: 'Silence' bottom: 'use' }''', caffe.TRAIN)
+    assert net.top_names['use_use_0_split'] == ['use_use_0_split_0', 'use_use_0_split_1']
+    assert net.blob_loss_weights['use_use_0_split_0'] == 2
+    assert net.blob_loss_weights['use_use_0_split_1'] == 0
+    x = np.array([-1.5, 0.25, 2.0], np.float32)
+    y = np.tanh(x.astype(np.float64))
+    net.blobs['x'].data[...] = x
+    assert net.forward_from_to(0, 2) == pytest.approx(2 * y.sum(), rel=1e-6)
+    net.backward()
+    np.testing.assert_allclose(net.blobs['x'].diff, 2 * (1 - y ** 2), rtol=1e-6)
+
+
 def test_propagate_down_false_skips_bottom(tmp_path):
     """propagate_down: false leaves that bottom's diff and the branch above it untouched."""
     net = _net(tmp_path, '''

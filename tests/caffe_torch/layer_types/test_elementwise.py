@@ -270,3 +270,19 @@ def test_catch_bias_axis_out_of_range():
     """An axis outside bottom[0] is an error."""
     with pytest.raises(LayerSetupError, match='bias_param.axis = 5 is out of range'):
         make_layer('type: "Bias" bias_param { axis: 5 }', [_rand(1, 2, 3)])
+
+
+@pytest.mark.parametrize('type_', ['Scale', 'Bias'])
+def test_catch_learned_operand_of_a_0d_bottom(type_):
+    """A learned operand of a 0-D bottom is refused even with num_axes 0: Caffe's setup
+    calls CanonicalAxisIndex(axis), which CHECKs -0 <= axis < 0 and so admits no axis."""
+    param = f'{type_.lower()}_param {{ axis: 0 num_axes: 0 }}'
+    with pytest.raises(LayerSetupError, match='0-D bottom'):
+        make_layer(f'type: "{type_}" {param}', [np.float32(2.0)])
+
+
+def test_catch_scale_bias_term_of_a_0d_bottom():
+    """Scale's bias_term sets up a Bias on bottom[0], which a 0-D bottom fails (as Caffe)."""
+    with pytest.raises(LayerSetupError, match='0-D bottom'):
+        make_layer('type: "Scale" scale_param { bias_term: true }',
+                   [np.float32(2.0), np.float32(3.0)])
