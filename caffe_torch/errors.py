@@ -33,6 +33,11 @@ class LayerSetupError(CaffeError, ValueError):
     """A layer whose bottoms, tops or parameters do not fit its type."""
 
 
+class BackwardNotImplementedError(CaffeError, NotImplementedError):
+    """A backward asked of a layer Caffe has none for (ArgMax, Threshold): Caffe aborts
+    with NOT_IMPLEMENTED."""
+
+
 class CoordMapError(CaffeError, RuntimeError, ValueError):
     """Coordinate mapping between two tops is impossible (the coord_map errors)."""
 

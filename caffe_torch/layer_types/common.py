@@ -9,6 +9,7 @@ import math
 
 import torch
 
+from caffe_torch.errors import BackwardNotImplementedError
 from caffe_torch.layer import Layer
 from caffe_torch.layer_factory import register
 
@@ -324,9 +325,17 @@ class ArgMaxLayer(Layer):
     or (N, 2, top_k) with the indices then the values when out_max_val. With axis: the
     bottom shape with that axis set to top_k, holding values if out_max_val, else indices.
     Equal values rank the larger index first (Caffe's std::greater on (value, index)).
-    Caffe has no backward for it.
+    Caffe has no backward for it and aborts when one is asked (force_backward, a loss
+    behind it): this layer raises BackwardNotImplementedError then.
     """
     exact_bottoms = exact_tops = 1
+
+    def backward(self, top, propagate_down, bottom):
+        if propagate_down[0]:
+            raise BackwardNotImplementedError(
+                f'layer "{self.name}" (ArgMax): backward is not implemented, indices have no '
+                f'gradient (Caffe aborts with NOT_IMPLEMENTED); drop force_backward or put '
+                f'propagate_down: false on it')
 
     def setup(self, bottom, top):
         p = self.layer_param.argmax_param

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from caffe_torch import mode
+from caffe_torch.errors import BackwardNotImplementedError
 from caffe_torch.layer import Layer
 from caffe_torch.layer_factory import register
 from caffe_torch.proto import caffe_pb2
@@ -339,7 +340,7 @@ class ThresholdLayer(NeuronLayer):
 
     bottom: x, any shape. top: y.
     backward: not differentiable; Caffe aborts (NOT_IMPLEMENTED) when asked for the bottom
-    diff, and this layer raises NotImplementedError.
+    diff, and this layer raises BackwardNotImplementedError (a NotImplementedError).
     threshold_param: threshold (default 0).
     """
 
@@ -351,7 +352,7 @@ class ThresholdLayer(NeuronLayer):
 
     def backward(self, top, propagate_down, bottom):
         if propagate_down[0]:
-            raise NotImplementedError(
+            raise BackwardNotImplementedError(
                 f'layer "{self.name}" (Threshold): backward is not implemented, the step '
                 f'function has no gradient (Caffe aborts with NOT_IMPLEMENTED); stop '
                 f'gradients before it with propagate_down: false, or drop force_backward')

@@ -382,10 +382,12 @@ def test_catch_absval_in_place():
 
 
 def test_catch_threshold_backward():
-    """Threshold backward with propagate_down raises: Caffe has no gradient for it."""
+    """Threshold backward with propagate_down raises: Caffe has no gradient for it (a
+    CaffeError, as every refusal of the engine, and a NotImplementedError)."""
+    from caffe_torch.errors import BackwardNotImplementedError
     layer, bottom, top = make_layer('type: "Threshold"', [np.ones((2, 3), np.float32)])
     layer.run_forward(bottom, top)
-    with pytest.raises(NotImplementedError, match='propagate_down: false'):
+    with pytest.raises(BackwardNotImplementedError, match='propagate_down: false'):
         layer.run_backward(top, [True], bottom)
 
 
