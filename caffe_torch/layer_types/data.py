@@ -60,7 +60,8 @@ class DummyDataLayer(Layer):
       top) or the legacy num/channels/height/width (each once or per top).
     data_filler: none (constant 0), one for all tops, or one per top. As in Caffe, tops
       with a constant filler are filled once at set-up; the others are refilled by every
-      forward (and are zero until the first one).
+      forward (and are zero until the first one). An empty top (a 0 dimension) is an
+      error where it is filled, as Caffe's fillers abort on it.
     """
     exact_bottoms = 0
     min_tops = 1
@@ -83,6 +84,9 @@ class DummyDataLayer(Layer):
         for i, blob in enumerate(top):
             k = i if len(self.fillers) > 1 else 0
             if wanted(self.refill[k]):
+                if blob.count == 0:  # Caffe's fill aborts on a blob without data
+                    self.fail(f'top {i} of shape {blob.shape} is empty; a filler cannot '
+                              f'fill it (give every dimension a positive size)')
                 fillers.fill(blob, self.fillers[k])
 
     def _fillers(self, param, num_top):

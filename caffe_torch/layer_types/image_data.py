@@ -188,12 +188,14 @@ class WindowDataLayer(Layer):
     (0-based, inclusive) per window. Windows with overlap >= fg_threshold are foreground
     (their class must be > 0), those with overlap < bg_threshold background (class 0).
     Each batch holds batch_size - int(batch_size * fg_fraction) background windows, then the
-    foreground ones, each drawn uniformly (with replacement). A window is grown by
-    context_pad pixels of context at the output size (crop_mode "square" first makes it
-    square), clipped to the image, warped with cv2.resize INTER_LINEAR and placed where the
-    clipped part falls; the rest stays 0. mirror flips windows with probability 1/2.
-    Values: (pixel - mean) * window_data_param.scale (not transform_param.scale, as in
-    Caffe), with transform_param.mean_file (indexed from its centre crop) or mean_value.
+    foreground ones, each drawn uniformly (with replacement); as in Caffe, a forward needs
+    at least one window of each kind, even where fg_fraction draws none of that kind. A
+    window is grown by context_pad pixels of context at the output size (crop_mode "square"
+    first makes it square), clipped to the image, warped with cv2.resize INTER_LINEAR and
+    placed where the clipped part falls; the rest stays 0. mirror flips windows with
+    probability 1/2. Values: (pixel - mean) * window_data_param.scale (not
+    transform_param.scale, as in Caffe), with transform_param.mean_file (indexed from its
+    centre crop) or mean_value.
     bottoms: none. tops: data (batch_size x channels x crop_size x crop_size), label.
     """
     exact_bottoms = 0
@@ -234,12 +236,13 @@ class WindowDataLayer(Layer):
         data = np.zeros((self.batch_size, self.channels, self.crop_size, self.crop_size),
                         np.float32)
         labels, item = [], 0
-        for windows, count, kind in ((self.bg, self.batch_size - num_fg, 'background'),
-                                     (self.fg, num_fg, 'foreground')):
-            if count and not windows:
+        for windows, kind in ((self.fg, 'foreground'), (self.bg, 'background')):
+            if not windows:  # Caffe checks both, whatever fg_fraction asks of them
                 raise DataRecordError(
-                    f'{where(self)}: a batch needs {count} {kind} window(s) but the window '
-                    f'file has none; adjust fg_threshold/bg_threshold or fg_fraction')
+                    f'{where(self)}: the window file has no {kind} window; Caffe needs at '
+                    f'least one foreground and one background window, even where a batch '
+                    f'draws none of them (adjust fg_threshold/bg_threshold)')
+        for windows, count in ((self.bg, self.batch_size - num_fg), (self.fg, num_fg)):
             for _ in range(count):
                 window = windows[rand_uint32() % len(windows)]
                 do_mirror = bool(self.layer_param.transform_param.mirror) and \

@@ -77,7 +77,8 @@ def python_modules(case, folder):
         yield
     finally:
         sys.path.remove(str(folder))
-        for name in [*case.modules, 'caffe', *[k for k in sys.modules if k.startswith('caffe.')]]:
+        engine = [k for k in sys.modules if k == 'caffe' or k.startswith('caffe.')]
+        for name in [*case.modules, *engine]:
             sys.modules.pop(name, None)
         sys.modules.update(saved)
 

@@ -148,3 +148,16 @@ def test_catch_dummy_data_unknown_filler():
             'data_filler { type: "gausian" } }')
     with pytest.raises(LayerSetupError, match='unknown data_filler type "gausian".*gaussian'):
         make_layer(text, [])
+
+
+def test_catch_dummy_data_empty_top():
+    """Caffe's fillers abort on a blob with a 0 dimension (Blob::mutable_cpu_data's
+    CHECK(data_)): a constant filler at set-up, any other at the first forward."""
+    text = 'type: "DummyData" dummy_data_param { shape { dim: 2 dim: 0 dim: 3 } }'
+    with pytest.raises(LayerSetupError, match='top 0 of shape .* is empty'):
+        make_layer(text, [])
+    text = ('type: "DummyData" dummy_data_param { shape { dim: 2 } shape { dim: 0 } '
+            'data_filler { type: "uniform" } }')
+    layer, bottom, top = make_layer(text, [], ntop=2)
+    with pytest.raises(LayerSetupError, match='top 1 of shape .* is empty'):
+        layer.run_forward(bottom, top)

@@ -109,8 +109,13 @@ def test_catch_list_errors(tmp_path):
 
 
 # -- WindowData -----------------------------------------------------------------------------
-def window_layer(tmp_path, windows, extra='', transform='crop_size: 8', batch=2, size=(40, 40)):
-    """A window file with one 3-channel image (random pixels) and the given windows."""
+def window_layer(tmp_path, windows, extra='', transform='crop_size: 8', batch=2, size=(40, 40),
+                 background=True):
+    """A window file with one 3-channel image (random pixels) and the given windows; when
+    they are all foreground (overlap >= 0.5), `background` adds one background window, which
+    Caffe needs even where fg_fraction 1 draws none."""
+    if background and all(w[1] >= 0.5 for w in windows):
+        windows = list(windows) + [(0, 0.0, 0, 0, 1, 1)]
     image = RNG.randint(0, 256, size + (3,)).astype(np.uint8)
     cv2.imwrite(str(tmp_path / 'w.png'), image)
     lines = ['# 0', 'w.png', '3', str(size[0]), str(size[1]), str(len(windows))]
@@ -217,7 +222,20 @@ def test_catch_window_outside_image_and_no_foreground(tmp_path):
                                               r'inside its 40x40 pixels'):
         layer.run_forward([], top)
     layer, top, _ = window_layer(tmp_path, [(1, 0.1, 0, 0, 7, 7)], 'fg_fraction: 0.5')
-    with pytest.raises(DataRecordError, match='needs 1 foreground window.* has none'):
+    with pytest.raises(DataRecordError, match='has no foreground window'):
+        layer.run_forward([], top)
+
+
+def test_catch_window_kind_missing_even_where_no_item_draws_it(tmp_path):
+    """Caffe's load_batch checks CHECK_GT(fg_windows_.size(), 0) and the same of the
+    background list before it samples, so fg_fraction 1 without a background window (or 0
+    without a foreground one) aborts although no item would draw from the empty list."""
+    layer, top, _ = window_layer(tmp_path, [(1, 0.9, 0, 0, 7, 7)], 'fg_fraction: 1',
+                                 background=False)
+    with pytest.raises(DataRecordError, match='has no background window'):
+        layer.run_forward([], top)
+    layer, top, _ = window_layer(tmp_path, [(1, 0.1, 0, 0, 7, 7)], 'fg_fraction: 0')
+    with pytest.raises(DataRecordError, match='has no foreground window'):
         layer.run_forward([], top)
 
 
