@@ -76,6 +76,8 @@ class SoftmaxLayer(Layer):
     bottom: x (any shape with the axis). top: y, shape of x,
     y = exp(x - max_c x) / sum_c exp(x - max_c x) over the axis.
     backward: dE/dx = (dE/dy - sum_c(dE/dy * y)) * y. In place works: it reads only y.
+    Written whenever backward is called, even with propagate_down false (Caffe's
+    Backward_cpu does not look at it).
     """
     exact_bottoms = exact_tops = 1
 
@@ -88,9 +90,10 @@ class SoftmaxLayer(Layer):
         top[0].data_tensor.copy_(softmax(bottom[0].data_tensor, self.axis))
 
     def backward(self, top, propagate_down, bottom):
-        if propagate_down[0]:
-            grad = _softmax_backward(top[0].data_tensor, top[0].diff_tensor, self.axis)
-            bottom[0].diff_tensor.copy_(grad)
+        # No propagate_down test: Caffe's Backward_cpu writes the bottom diff whenever the
+        # net calls it (propagate_down: false on a bottom that needs backward elsewhere).
+        grad = _softmax_backward(top[0].data_tensor, top[0].diff_tensor, self.axis)
+        bottom[0].diff_tensor.copy_(grad)
 
 
 def loss_normalization(loss_param):
@@ -117,8 +120,10 @@ class SoftmaxWithLossLayer(Layer):
     bottoms: score (N, C, ...) with the classes on softmax_param.axis; label with
       outer * inner = N * (...) values in {0, ..., C-1} (e.g. (N, 1, H, W) or (N, H, W)).
     tops: loss (scalar) = -sum over kept positions of log(max(p[label], FLT_MIN)) /
-      normalizer; optional second top: the probabilities p (shape of score), which
-      backward ignores (as Caffe does).
+      normalizer. A second top (the probabilities) is refused, as BVLC Caffe aborts on
+      it whatever the loss weights: without them LossLayer adds one weight for two tops,
+      and with two the inner Softmax (a copy of this LayerParameter) has one top for
+      two weights; a Softmax layer on the scores gives the probabilities.
     backward: d loss / d score = (p - onehot(label)) * loss_weight / normalizer, zero at
       positions whose label is loss_param.ignore_label. Labels get no diff.
     loss_param: ignore_label; normalization FULL (outer*inner), VALID (kept positions,
@@ -129,6 +134,12 @@ class SoftmaxWithLossLayer(Layer):
     is_loss = True
 
     def setup(self, bottom, top):
+        if len(top) > 1:
+            self.fail('loss_weight must be unspecified or specified once per top blob: '
+                      'BVLC Caffe cannot give SoftmaxWithLoss a second (probability) top, '
+                      'its inner Softmax copies this layer\'s loss weights (one per top, '
+                      'or one added by LossLayer) for its single top and aborts; take the '
+                      'probabilities from a Softmax layer on the scores instead')
         loss_param = self.layer_param.loss_param
         self.ignore_label = (loss_param.ignore_label if loss_param.HasField('ignore_label')
                              else None)
@@ -143,8 +154,6 @@ class SoftmaxWithLossLayer(Layer):
         self.inner = score.count_range(self.axis + 1)
         check_label_count(self, score, label, self.axis, self.outer, self.inner)
         top[0].reshape()
-        if len(top) > 1:
-            top[1].reshape(*score.shape)
 
     def forward(self, bottom, top):
         channels = bottom[0].shape[self.axis]
@@ -157,8 +166,6 @@ class SoftmaxWithLossLayer(Layer):
         self.normalizer = loss_normalizer(self.normalization, self.outer, self.inner,
                                           self.valid.sum())
         top[0].data_tensor.copy_(-log_prob.sum() / self.normalizer)
-        if len(top) > 1:
-            top[1].data_tensor.copy_(self.prob)
         if not self.backward_state:  # a forward-only net: backward's probabilities go
             self.prob = self.labels = self.valid = None
 

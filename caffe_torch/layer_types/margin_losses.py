@@ -23,8 +23,10 @@ class HingeLossLayer(Layer):
       t[n, k] = max(0, 1 - delta(k == label_n) x[n, k]) with delta = +1 at the true class
       and -1 elsewhere, i.e. max(0, 1 - x) at the label and max(0, 1 + x) elsewhere.
     backward: dE/dx[n, k] = -delta * [t > 0] * w / N (L1), -delta * 2 t * w / N (L2),
-      w = loss_weight. Caffe keeps t in the scores' diff between forward and backward;
-      here it stays inside the layer, so the bottom diff changes only in backward.
+      w = loss_weight. Caffe's forward writes t into the scores' diff and its backward
+      re-signs it there; so does this forward (unless the net is forward-only), since the
+      diff shows where backward does not overwrite it: with propagate_down false on the
+      scores, t stays there and reaches a Split above (another branch's gradient).
       Caffe reads the first N label values whatever the label's shape; here the label
       must hold exactly N values.
     """
@@ -48,6 +50,8 @@ class HingeLossLayer(Layer):
         labels, _ = read_labels(self, bottom[1], num, 1, x.shape[1], None)
         self.delta = torch.ones_like(x).scatter_(1, labels, -1.0)
         self.margin = (1 + self.delta * x).clamp_(min=0)
+        if self.backward_state:  # Caffe computes t in bottom[0]'s diff (caffe_copy, max)
+            bottom[0].diff_tensor.copy_(self.margin.reshape(bottom[0].shape))
         if self.norm == Norm.Value('L1'):
             loss = self.margin.abs().sum()
         else:

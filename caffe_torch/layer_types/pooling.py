@@ -22,8 +22,9 @@ class PoolingLayer(Layer):
 
     top[0]: (N, C, pooled_h, pooled_w), for each axis (Caffe's rule):
         pooled = ceil((in + 2 pad - kernel) / stride) + 1   (floor with round_mode FLOOR)
-        if pad > 0 and (pooled - 1) stride >= in + pad: pooled -= 1  (last window must
-        start inside the bottom or its left padding)
+        if (pad_h or pad_w) and (pooled - 1) stride >= in + pad: pooled -= 1 (the last
+        window must start inside the bottom or its left padding; Caffe clips both axes
+        when either has padding, so also one with pad 0 and stride > kernel)
     top[1] (MAX only, optional): the argmax of each window as the float h * W + w.
     MAX takes the first maximum in row-major order; backward routes the top diff to it.
     AVE divides the sum of the window's bottom values by the window size clipped to the
@@ -114,7 +115,7 @@ class PoolingLayer(Layer):
         span = size + 2 * p - k
         ceil = self.round_mode == RoundMode.Value('CEIL')
         pooled = (-(-span // s) if ceil else span // s) + 1
-        if p and (pooled - 1) * s >= size + p:
+        if any(self.pad) and (pooled - 1) * s >= size + p:  # Caffe: if (pad_h_ || pad_w_)
             pooled -= 1
         axis = ('height', 'width')[i]
         if pooled < 1:
@@ -226,6 +227,8 @@ class LRNLayer(Layer):
     not used there, as in Caffe. top = x * scale^-beta.
     Backward: bottom diff = top_diff * scale^-beta
         - 2 alpha beta / m * x * window_sum(top_diff * top / scale), m = n or n^2.
+    ACROSS_CHANNELS writes it whenever backward is called, even with propagate_down
+    false (Caffe's CrossChannelBackward_cpu does not look at it); WITHIN_CHANNEL does not.
     Params: local_size (odd), alpha, beta, k, norm_region.
     """
     exact_bottoms = exact_tops = 1
@@ -261,8 +264,8 @@ class LRNLayer(Layer):
         torch.mul(x, self.scale.pow(-self.beta), out=top[0].data_tensor)
 
     def backward(self, top, propagate_down, bottom):
-        if not propagate_down[0]:
-            return
+        if not propagate_down[0] and not self.across:  # Caffe's CrossChannelBackward_cpu
+            return  # does not look at propagate_down; WithinChannelBackward does
         x, y, dy = bottom[0].data_tensor, top[0].data_tensor, top[0].diff_tensor
         ratio = self._window_sum(dy * y / self.scale)
         factor = 2.0 * self.alpha * self.beta / self.window

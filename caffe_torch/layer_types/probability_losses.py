@@ -39,6 +39,9 @@ class SigmoidCrossEntropyLossLayer(Layer):
     top: loss (scalar) = sum over kept elements of
       -[x (t - [x >= 0]) - log(1 + exp(x - 2 x [x >= 0]))] / normalizer
       (Caffe's overflow-free form of -t log p - (1 - t) log(1 - p), p = sigmoid(x)).
+      Float32 throughout, log(1 + exp(.)) as written (a term below float's epsilon
+      is lost, as in Caffe); sigmoid(x) = 0.5 tanh(0.5 x) + 0.5 in double, rounded, as
+      Caffe's SigmoidLayer.
     backward: dE/dx = (sigmoid(x) - t) * loss_weight / normalizer, zero where ignored.
     loss_param: ignore_label (an element is ignored when static_cast<int>(t) equals it);
       normalization VALID (kept elements), FULL (N * count/N), BATCH_SIZE (N), NONE (1).
@@ -70,10 +73,12 @@ class SigmoidCrossEntropyLossLayer(Layer):
     def forward(self, bottom, top):
         x = bottom[0].data_tensor
         target = bottom[1].data_tensor.reshape(x.shape)
-        self.prob = torch.sigmoid(x)
+        # Caffe's SigmoidLayer: 0.5 * tanh(0.5 * x) + 0.5 in double, rounded to float
+        self.prob = torch.tanh(x.double() * 0.5).mul_(0.5).add_(0.5).to(x.dtype)
         self.target = target
         positive = (x >= 0).to(x.dtype)
-        loss = x * (target - positive) - torch.log1p(torch.exp(x - 2 * x * positive))
+        # log(1 + exp(.)) in float as Caffe (not log1p): terms below float's epsilon vanish
+        loss = x * (target - positive) - torch.log(1 + torch.exp(x - 2 * x * positive))
         self.valid = None
         if self.ignore_label is not None:
             self.valid = torch.trunc(target) != float(self.ignore_label)

@@ -16,7 +16,8 @@ class ReductionLayer(Layer):
     bottom: x; top: x.shape[:axis] (a 0-d scalar for axis 0), each entry
       coeff * op(the x values it covers): SUM (default) sum x, ASUM sum |x|, SUMSQ sum x^2,
       MEAN sum x / D, D = count from axis on. Reducing only leading or middle axes is not
-      possible (Caffe's restriction too).
+      possible (Caffe's restriction too), nor reducing a 0-d bottom (Caffe has no axis
+      0 there).
     backward: dx = coeff * dy for SUM, coeff / D * dy for MEAN, coeff * sign(x) * dy for
       ASUM (0 at x = 0), 2 coeff x * dy for SUMSQ.
     coeff (default 1) is float32, and MEAN's coeff / D is divided in float32, as Caffe's
@@ -29,6 +30,10 @@ class ReductionLayer(Layer):
 
     def reshape(self, bottom, top):
         p = self.layer_param.reduction_param
+        if bottom[0].num_axes == 0:  # Caffe's CanonicalAxisIndex: no axis of a 0-d blob
+            self.fail(f'reduction_param.axis = {p.axis} is out of range for a 0-d bottom '
+                      f'(a scalar, e.g. the top of a Reduction over axis 0); it has '
+                      f'nothing to reduce: feed the scalar on directly')
         axis = self.canonical_axis(bottom[0], p.axis, 'reduction_param.axis')
         top[0].reshape(*bottom[0].shape[:axis])
         self.num = bottom[0].count_range(0, axis)

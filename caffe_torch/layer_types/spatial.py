@@ -36,7 +36,8 @@ class Im2colLayer(Layer):
             index of the kernel offset) at output position o holds the bottom at
             o * stride - pad + k * dilation, or 0 where that falls in the padding.
     backward: col2im: each bottom diff element is the sum of the top diffs of every
-            window position that read it.
+            window position that read it. Written whenever backward is called, even with
+            propagate_down false, as Caffe's Backward_cpu (it does not look at it).
     Params (convolution_param): kernel_size / stride / pad / dilation (once or once per
     spatial axis), kernel_h/_w, stride_h/_w, pad_h/_w (2-D only), axis. force_nd_im2col
     only picks Caffe's code path (same numbers) and is ignored; so are num_output & co.
@@ -136,8 +137,8 @@ class Im2colLayer(Layer):
         top[0].data_tensor.copy_(cols.reshape(top[0].shape))
 
     def backward(self, top, propagate_down, bottom):
-        if not propagate_down[0]:
-            return
+        # No propagate_down test: Caffe's Backward_cpu writes the bottom diff whenever the
+        # net calls it (propagate_down: false on a bottom that needs backward elsewhere).
         dy = top[0].diff_tensor
         planes = self._planes(bottom[0])
         grad = dy.new_zeros(planes, math.prod(self.in_size) + 1)

@@ -131,6 +131,15 @@ def test_softmax_forward_backward_match_numpy(axis):
                                rtol=1e-4, atol=1e-6)
 
 
+def test_softmax_backward_ignores_propagate_down():
+    """Caffe's Softmax Backward_cpu never reads propagate_down: called with it false (the
+    bottom needs backward for another consumer) it still writes the bottom diff."""
+    x, dy = _scores((2, 3, 4)), _scores((2, 3, 4), seed=6)
+    r = run_layer('type: "Softmax"', [x], top_diffs=[dy], propagate_down=[False])
+    np.testing.assert_allclose(r['bottom_diffs'][0], np_softmax_backward(r['tops'][0], dy, 1),
+                               rtol=1e-4, atol=1e-6)
+
+
 def test_softmax_gradient():
     """Softmax's analytic gradient agrees with finite differences."""
     check_gradient('type: "Softmax"', [_scores((2, 4, 3, 2))])
@@ -261,13 +270,14 @@ def test_softmax_loss_weight_scales_gradient():
     np.testing.assert_allclose(r['bottom_diffs'][0], grad, rtol=1e-4, atol=1e-8)
 
 
-def test_softmax_loss_second_top_is_probability():
-    """The optional second top holds the softmax probabilities."""
+def test_catch_softmax_loss_second_top_with_two_weights():
+    """BVLC Caffe 9b89154 aborts on a probability top even with a loss weight per top:
+    the inner Softmax copies the LayerParameter, two loss weights for its one top."""
     x = _scores((2, 3, 4))
     label = _labels((2, 4), 3)
     text = 'type: "SoftmaxWithLoss" loss_weight: 1 loss_weight: 0'
-    r = run_layer(text, [x, label], ntop=2)
-    np.testing.assert_allclose(r['tops'][1], np_softmax(x, 1), rtol=1e-5)
+    with pytest.raises(LayerSetupError, match='loss_weight must be unspecified'):
+        run_layer(text, [x, label], ntop=2)
 
 
 def test_softmax_loss_gradient():

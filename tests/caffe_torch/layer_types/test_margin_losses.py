@@ -90,6 +90,22 @@ def test_hinge_hand_values():
     assert l2['tops'][0] == pytest.approx(1.5 ** 2 + 3 ** 2 + 4 ** 2)
 
 
+@pytest.mark.parametrize('down', [True, False])
+def test_hinge_forward_leaves_the_margins_in_the_score_diff(down):
+    """hinge_loss_layer.cpp computes t = max(0, 1 +- x) in bottom[0]'s diff in Forward_cpu;
+    with propagate_down false Backward_cpu leaves it there (in a net, a Split above adds
+    it to the other branches' gradient), else it re-signs and scales it."""
+    x, label = _hinge_case((3, 4), seed=5)
+    layer, bottom, top = make_layer("type: 'HingeLoss'", [x, label])
+    layer.run_forward(bottom, top)
+    t = np.maximum(0, 1 + np.where(np.arange(4) == label[:, None], -x, x))
+    np.testing.assert_allclose(bottom[0].diff, t, rtol=1e-6)
+    top[0].diff[...] = 1
+    layer.run_backward(top, [down, False], bottom)
+    expected = np_hinge(x, label)[1] if down else t
+    np.testing.assert_allclose(bottom[0].diff, expected, rtol=1e-6)
+
+
 @pytest.mark.parametrize('norm', ['L1', 'L2'])
 def test_hinge_gradient(norm):
     check_gradient(f"type: 'HingeLoss' hinge_loss_param {{ norm: {norm} }}",

@@ -131,6 +131,26 @@ def test_sigmoid_ce_large_scores_are_finite():
     np.testing.assert_allclose(out['tops'][0], expected, rtol=1e-5)
 
 
+def test_sigmoid_ce_float32_as_caffe_for_confident_scores():
+    """Caffe sums log(1 + exp(z)) in float (no log1p), so a term below float's epsilon
+    is lost (Caffe recorded 1.1920928e-07 for x = -15.594794, t = 0; log1p gives
+    1.69e-07), and its sigmoid is 0.5 tanh(0.5 x) + 0.5 in double, rounded to float."""
+    x = np.array([[-15.594794, 12.982386, -18.5, 20.1]], np.float32)
+    t = np.array([[0, 1, 0, 1]], np.float32)
+    loss = np.float32(0)
+    for xi, ti in zip(x.ravel(), t.ravel()):
+        pos = np.float32(xi >= 0)
+        z = xi - np.float32(2) * xi * pos
+        loss = np.float32(loss - (xi * (ti - pos) - np.log(np.float32(1) + np.exp(z))))
+    prob = (0.5 * np.tanh(0.5 * x.astype(np.float64)) + 0.5).astype(np.float32)
+    out = run_layer("type: 'SigmoidCrossEntropyLoss'", [x, t], top_diffs=[np.float32(1)],
+                    propagate_down=[True, False])
+    assert out['tops'][0] == pytest.approx(float(loss), rel=1e-6)
+    np.testing.assert_allclose(out['bottom_diffs'][0], prob - t, rtol=1e-6, atol=0)
+    one = run_layer("type: 'SigmoidCrossEntropyLoss'", [x[:, :1], t[:, :1]])
+    assert one['tops'][0] == np.float32(1.1920928e-07)
+
+
 def test_sigmoid_ce_all_ignored_gives_zero():
     x = _randn((2, 3))
     t = np.full((2, 3), 5, np.float32)

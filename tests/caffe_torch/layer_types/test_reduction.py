@@ -82,3 +82,11 @@ def test_reduction_gradient(op):
 def test_catch_reduction_axis(axis):
     with pytest.raises(LayerSetupError, match=f'reduction_param.axis = {axis}'):
         make_layer(f"type: 'Reduction' reduction_param {{ axis: {axis} }}", [_x()])
+
+
+def test_catch_reduction_of_a_scalar():
+    """A 0-d bottom (another Reduction's top over axis 0) has no axis 0: Caffe aborts in
+    CanonicalAxisIndex (axis_index < num_axes(), 0 vs. 0), so the engine refuses it."""
+    x = np.asarray(np.float32(2.5)).reshape(())
+    with pytest.raises(LayerSetupError, match='0-d bottom'):
+        make_layer("type: 'Reduction'", [x])

@@ -81,6 +81,21 @@ def test_im2col_matches_caffes_loops(name, conv, shape, kernel, stride, pad, dil
                                rtol=1e-6, atol=1e-6)
 
 
+def test_im2col_backward_ignores_propagate_down():
+    """Caffe's Im2col Backward_cpu never reads propagate_down: when the net calls it (its
+    bottom needs backward for another consumer) it writes col2im of the top diff even
+    where propagate_down is false."""
+    rng = np.random.RandomState(2)
+    x = _f32(rng.uniform(-1, 1, (1, 2, 4, 5)))
+    _, col2im = _im2col_numpy(x.astype(np.float64), (2, 3), (1, 2), (1, 0), (1, 1))
+    dy = _f32(rng.uniform(-1, 1, (1, 12, 5, 2)))
+    result = run_layer('type: "Im2col" convolution_param { kernel_h: 2 kernel_w: 3 '
+                       'stride_h: 1 stride_w: 2 pad_h: 1 pad_w: 0 }', [x], top_diffs=[dy],
+                       propagate_down=[False])
+    np.testing.assert_allclose(result['bottom_diffs'][0], col2im(dy.astype(np.float64)),
+                               rtol=1e-6, atol=1e-6)
+
+
 def test_im2col_gradient_finite_differences():
     rng = np.random.RandomState(1)
     check_gradient('type: "Im2col" convolution_param { kernel_size: 2 pad: 1 stride: 2 '

@@ -62,10 +62,11 @@ def np_deconv(x, w, b, stride, pad, dilation, group):
     return y
 
 
-def caffe_pooled_size(size, k, p, s, floor=False):
+def caffe_pooled_size(size, k, p, s, floor=False, any_pad=None):
+    """Caffe clips the last window on both axes when pad_h or pad_w is nonzero."""
     q = np.float32(size + 2 * p - k) / np.float32(s)
     pooled = int(np.floor(q) if floor else np.ceil(q)) + 1
-    if p and (pooled - 1) * s >= size + p:
+    if (p if any_pad is None else any_pad) and (pooled - 1) * s >= size + p:
         pooled -= 1
     return pooled
 
@@ -73,8 +74,8 @@ def caffe_pooled_size(size, k, p, s, floor=False):
 def caffe_pool(x, top_diff_fn, ave, kh, kw, ph_, pw_, sh, sw, floor=False):
     """pooling_layer.cpp Forward_cpu/Backward_cpu as loops; None where Caffe is invalid."""
     N, C, H, W = x.shape
-    PH = caffe_pooled_size(H, kh, ph_, sh, floor)
-    PW = caffe_pooled_size(W, kw, pw_, sw, floor)
+    PH = caffe_pooled_size(H, kh, ph_, sh, floor, bool(ph_ or pw_))
+    PW = caffe_pooled_size(W, kw, pw_, sw, floor, bool(ph_ or pw_))
     if PH < 1 or PW < 1:
         return None
     top = np.zeros((N, C, PH, PW)) if ave else np.full((N, C, PH, PW), -FLT_MAX)
@@ -460,6 +461,23 @@ def test_pool_rect_and_floor_match_caffe_loops(ave):
         np.testing.assert_allclose(out['bottom_diffs'][0], dx, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize('ave', [False, True])
+@pytest.mark.parametrize('pad_h', [1, 2])
+def test_pool_pad_on_one_axis_clips_the_other(ave, pad_h):
+    """pad_h > 0 with pad_w 0: Caffe drops a last W window starting past the bottom too
+    (it clips whenever pad_h || pad_w), so stride_w > kernel_w pools W = 4 into 2."""
+    rng = np.random.RandomState(13)
+    x = rand(rng, 1, 2, 5, 4)
+    body = (f'pool: {"AVE" if ave else "MAX"} kernel_h: 3 kernel_w: 1 stride_h: 2 '
+            f'stride_w: 2 pad_h: {pad_h} pad_w: 0')
+    top, _, dy, dx = caffe_pool(x, lambda shape: rand(rng, *shape), ave, 3, 1, pad_h, 0, 2,
+                                2)
+    assert top.shape == (1, 2, 3 if pad_h == 1 else 4, 2)
+    out = run_layer(pool_text(body), [x], top_diffs=[dy])
+    np.testing.assert_allclose(out['tops'][0], top, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(out['bottom_diffs'][0], dx, rtol=1e-5, atol=1e-7)
+
+
 def test_pool_global_is_mean_and_max():
     """Global pooling gives the per-channel mean (AVE) and maximum (MAX)."""
     rng = np.random.RandomState(11)
@@ -543,6 +561,22 @@ def test_lrn_matches_numpy_forward_and_backward(size, alpha, beta, k, within):
     out = run_layer(lrn_text(size, alpha, beta, k, within), [x], top_diffs=[dy])
     fn = lambda v: np_lrn(v, size, alpha, beta, k, within)  # noqa: E731
     np.testing.assert_allclose(out['tops'][0], fn(x), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(out['bottom_diffs'][0], numeric_bottom_grad(fn, x, dy),
+                               rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize('within', [False, True])
+def test_lrn_propagate_down_false(within):
+    """Caffe's CrossChannelBackward_cpu never reads propagate_down: called with it false
+    it still writes the bottom diff; WithinChannelBackward leaves the diff alone."""
+    rng = np.random.RandomState(15)
+    x, dy = rand(rng, 1, 4, 3, 3) * 2, rand(rng, 1, 4, 3, 3)
+    out = run_layer(lrn_text(3, 0.5, 0.75, 2.0, within), [x], top_diffs=[dy],
+                    propagate_down=[False])
+    if within:
+        assert not out['bottom_diffs'][0].any()
+        return
+    fn = lambda v: np_lrn(v, 3, 0.5, 0.75, 2.0, False)  # noqa: E731
     np.testing.assert_allclose(out['bottom_diffs'][0], numeric_bottom_grad(fn, x, dy),
                                rtol=1e-4, atol=1e-6)
 
