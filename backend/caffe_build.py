@@ -28,8 +28,8 @@ SHARED_TARBALL = ROOT.parent / 'shared' / 'caffe' / f'caffe-{SHORT}.tar.xz'
 REPOSITORY = 'https://github.com/BVLC/caffe.git'
 SYSTEM_PYTHON = '/usr/bin/python3'
 STAMP = 'fcn-build.stamp'
-# What Caffe 9b89154 links against (CPU, OpenBLAS, LMDB, LevelDB, HDF5) and what pycaffe
-# imports, as Debian 12 names them.
+# What Caffe 9b89154 links against (CPU, OpenBLAS, LMDB, LevelDB, HDF5, OpenCV) and what
+# pycaffe imports, as Debian 12 names them.
 DEBIAN_PACKAGES = (
     'build-essential', 'libprotobuf-dev', 'protobuf-compiler', 'libgoogle-glog-dev',
     'libgflags-dev', 'libhdf5-dev', 'liblmdb-dev', 'libleveldb-dev', 'libsnappy-dev',
@@ -37,7 +37,9 @@ DEBIAN_PACKAGES = (
     'libboost-thread-dev', 'libboost-python-dev', 'python3-dev', 'python3-numpy',
     'python3-scipy', 'python3-skimage', 'python3-protobuf', 'python3-h5py', 'python3-pil',
     'python3-yaml', 'python3-six', 'python3-pydot', 'libopencv-core-dev',
-    'libopencv-imgproc-dev', 'libopencv-imgcodecs-dev')
+    'libopencv-imgproc-dev', 'libopencv-imgcodecs-dev',
+    # what the toolkit imports besides, so that FCN_BACKEND=caffe runs on the same Python
+    'python3-matplotlib', 'python3-tqdm')
 # Source changes for today's libraries, each (file, old text, new text): protobuf 3.11
 # dropped SetTotalBytesLimit's second argument; OpenCV 4 dropped the C constants
 # CV_LOAD_IMAGE_* and Caffe needs only imgcodecs of highgui (so no GUI toolkit is installed).

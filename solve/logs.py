@@ -21,7 +21,8 @@ import time
 import backend
 from solve import console
 
-CAFFE_LINE = re.compile(rb'[IWEF]\d{4} \d\d:\d\d:\d\d\.\d{6} +\d+ [^\s\]]+:\d+\] ')
+# glog 0.6 and later put the year in the date by default (I20261201 09:35:44...)
+CAFFE_LINE = re.compile(rb'[IWEF](?:\d{4})?\d{4} \d\d:\d\d:\d\d\.\d{6} +\d+ [^\s\]]+:\d+\] ')
 _SEVERITY = {logging.WARNING: 'W', logging.ERROR: 'E', logging.CRITICAL: 'F'}
 
 

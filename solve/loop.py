@@ -128,7 +128,8 @@ def train(model_id, init, out_root, iterations=None, step=None, resume=None, pro
         _start(model_id, solver, param, init, resume or latest_state(folder), iterations)
         if root:
             _record_run(folder, model_id, iterations, step, init)
-        _train_rounds(model_id, solver, folder, iterations, step, progress and root, root, keep)
+        _train_rounds(model_id, solver, folder, iterations, step, progress and root, root, keep,
+                      param.random_seed)
         if root:
             solver.net.save(str(folder / 'final.caffemodel'))
             _save_final(folder, final_weights(out_root, model_id))
@@ -174,7 +175,11 @@ def _start(model_id, solver, param, init, resume, iterations):
 
 
 def _restore(solver, state):
+    """solver.restore, with a cut-short binary solverstate refused before real Caffe, which
+    aborts on one (it writes snapshots in place, so a kill can leave one)."""
     try:
+        if os.path.isfile(state) and not resume_state.is_whole(state):
+            raise ValueError('the file ends before its last field, current_step')
         solver.restore(str(state))
     except (ValueError, KeyError, *backend.input_errors()) as e:
         raise files.FormatError(
@@ -209,8 +214,10 @@ def sweep(folder):
                 path.unlink()
 
 
-def _train_rounds(model_id, solver, folder, iterations, step, progress, root=True, keep=None):
-    """Rounds end at multiples of `step` and at `iterations`: score, resume state, snapshot."""
+def _train_rounds(model_id, solver, folder, iterations, step, progress, root=True, keep=None,
+                  seed=-1):
+    """Rounds end at multiples of `step` and at `iterations`: score, resume state, snapshot.
+    `seed` is the solver's random_seed (see resume_state.reseed)."""
     bar = [None]  # the round's bar, advanced by the solver's on_start callback
     if progress:
         solver.add_callback(lambda: bar[0].update(1), lambda: None)
@@ -220,6 +227,7 @@ def _train_rounds(model_id, solver, folder, iterations, step, progress, root=Tru
             began = time.perf_counter()
             with progress_bar(count, 'it', f'{model_id} round {-(-(solver.iter + count) // step)}'
                               f'/{-(-iterations // step)}', enabled=progress) as bar[0]:
+                resume_state.reseed(seed, solver.iter)
                 solver.step(count)
             if root:
                 _end_round(model_id, solver, folder, progress, keep)
@@ -280,14 +288,22 @@ def _record_run(folder, model_id, iterations, step, init):
     """run.json: what produced this stage's numbers (tables label fast-math runs; a rerun
     with another schedule or init is refused)."""
     import json
-    import torch
     mode = backend.extra('mode')
     run = {'model': model_id, 'iterations': iterations, 'step': step,
            'rounds': -(-iterations // step), 'init': describe_init(init),
            'backend': backend.NAME, 'mode': mode.mode() if mode else 'unknown (pycaffe)',
            'ranks': caffe.solver_count(), 'fast_math': bool(mode and mode.fast_math()),
-           'torch': torch.__version__}
+           **_backend_version()}
     files.atomic_write(folder / 'run.json', json.dumps(run, indent=1).encode())
+
+
+def _backend_version():
+    """{'torch': its version} on the engine; {'caffe': pycaffe's __version__} on pycaffe,
+    whose Python has no torch."""
+    if backend.is_engine:
+        import torch
+        return {'torch': torch.__version__}
+    return {'caffe': getattr(caffe, '__version__', 'unknown')}
 
 
 def describe_init(init):

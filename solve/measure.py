@@ -163,21 +163,31 @@ def forward_ms(model_id, size=500, repeat=3):
     for i in range(repeat + 1):
         start = time.perf_counter()
         net.forward()
-        _synchronize()
+        _synchronize(net)
         times.append(1000 * (time.perf_counter() - start))
     del net
     gc.collect()
     return statistics.median(times[1:])
 
 
-def _synchronize():
+def _synchronize(net):
+    """Wait for the forward's GPU work: torch's queue on the engine; on pycaffe, reading the
+    outputs, which copies them to the host once the GPU is done."""
+    if not backend.is_engine:
+        for name in net.outputs:
+            net.blobs[name].data
+        return
     import torch
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.synchronize()
 
 
-def device_label():
-    """What the timings ran on: the GPU or CPU model, thread count and torch version."""
+def device_label(gpu=None):
+    """What the timings ran on: the GPU or CPU model, thread count and torch version (on
+    pycaffe, whose Python has no torch: the --gpu id or the CPU, and Caffe's version)."""
+    if not backend.is_engine:
+        where = f'GPU {gpu}' if gpu is not None else f'CPU {_cpu_name()}'
+        return f'{where}, pycaffe {getattr(caffe, "__version__", "")}'.rstrip()
     import torch
     mode = backend.extra('mode')
     if mode and mode.mode() == 'gpu':

@@ -1,6 +1,7 @@
 """What a Caffe solverstate leaves out, saved beside it so that a resumed stage continues bit
 for bit: each Python data layer's read position and random state (train and test nets) and,
-on the engine, the random generators behind Dropout. Caffe ignores the file.
+on the engine, the random generators behind Dropout. Caffe ignores the file. pycaffe cannot
+read its generators: there `reseed` seeds them at the start of every round instead.
 
     snapshot/train_iter_N.solverstate   Caffe's (iteration, history, learned_net)
     snapshot/train_iter_N.fcnstate      this module's, JSON, written before the snapshot
@@ -16,6 +17,7 @@ from backend import files
 
 log = logging.getLogger('fcn.solve')
 FORMAT = 1
+CURRENT_STEP = 4  # SolverState's field number of current_step
 
 
 def path_for(state_path):
@@ -30,6 +32,50 @@ def save(solver, path):
              'rng': {k: base64.b64encode(v).decode() for k, v in mode.rng_state().items()}
              if mode else None}
     files.atomic_write(path, json.dumps(state).encode())
+
+
+def reseed(seed, iteration):
+    """On pycaffe, seed the generators behind Dropout from the solver's random_seed and the
+    iteration a round starts at, so that a stage resumed at a round's end draws what an
+    uninterrupted one draws. The engine restores its generators instead; an unseeded
+    solver (random_seed -1) is random either way."""
+    if not backend.is_engine and seed >= 0:
+        backend.caffe.set_random_seed((seed + iteration) % 2 ** 32)
+
+
+def is_whole(state_path):
+    """Whether a binary solverstate was written to its end (real Caffe writes in place, so a
+    kill can cut one short): its fields, walked by their headers only, end exactly at the
+    file's end with current_step, the field Caffe writes last. HDF5 ones are taken as is."""
+    if str(state_path).endswith('.h5'):
+        return True
+    last = None
+    with open(state_path, 'rb') as f:
+        size = os.fstat(f.fileno()).st_size
+        while f.tell() < size:
+            key = _varint(f)
+            if key is None or key & 7 not in (0, 2):
+                return False
+            value = _varint(f)
+            if value is None:
+                return False
+            if key & 7 == 2:
+                f.seek(value, os.SEEK_CUR)
+            last = key >> 3
+        return f.tell() == size and last == CURRENT_STEP
+
+
+def _varint(f):
+    """The protobuf varint at f's position, or None where the file ends inside it."""
+    value, shift = 0, 0
+    while True:
+        byte = f.read(1)
+        if not byte:
+            return None
+        value |= (byte[0] & 0x7F) << shift
+        shift += 7
+        if byte[0] < 0x80:
+            return value
 
 
 def restore(solver, state_path):

@@ -310,7 +310,7 @@ def main(args):
             use_gpu(args.gpu)
         paper = load_paper(args.paper)
         built = build(paper, args)
-        device = (f'{measure.device_label()}; median of {args.repeat} forwards of '
+        device = (f'{measure.device_label(args.gpu)}; median of {args.repeat} forwards of '
                   f'{args.size}x{args.size} after a warm-up') if args.timing else None
         text = (csv_text(paper, built, device) if args.format == 'csv' else
                 markdown(paper, built, device))

@@ -1,1 +1,0 @@
-"""pycaffe's caffe.proto package."""
