@@ -221,10 +221,10 @@ def compile_tree(tree, jobs):
 
 def build(source_spec=None, jobs=None):
     """The folder of a complete build, made now unless the cache holds one."""
+    ensure_packages()  # also for a reused build: the toolkit's own packages may be new
     final = build_dir()
     if is_complete(final):
         return final
-    ensure_packages()
     final.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=final.parent, prefix='.building-') as scratch:
         tree = pathlib.Path(scratch) / 'tree'
