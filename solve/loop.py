@@ -79,11 +79,17 @@ def check_datasets(model_id):
 def build_solver(model_id, folder):
     """The model's solver: nets/<model>/solver.prototxt with its nets' paths made absolute
     and snapshots in folder/snapshot/, written to folder/solver.prototxt (pycaffe's
-    get_solver takes a file name only). Caffe does not make the snapshot folder; this does."""
+    get_solver takes a file name only). Caffe does not make the snapshot folder; this does.
+
+    The loop owns the snapshot schedule: it snapshots at each round's end, after scoring and
+    after the resume state (.fcnstate) the snapshot needs. The reference's `snapshot:` (4000,
+    NYUD 2000: its round length) is cleared, or Caffe's Step would write the same iteration
+    first, before the resume state, and the loop again after scoring."""
     param = files.read_prototxt(NETS / model_id / 'solver.prototxt', caffe_pb2.SolverParameter)
     param.train_net = str(NETS / model_id / param.train_net)
     param.test_net[:] = [str(NETS / model_id / n) for n in param.test_net]
     param.snapshot_prefix = str(folder / 'snapshot' / 'train')
+    param.ClearField('snapshot')
     (folder / 'snapshot').mkdir(exist_ok=True)
     files.write_prototxt(param, folder / 'solver.prototxt')
     return caffe.get_solver(str(folder / 'solver.prototxt')), param

@@ -102,6 +102,71 @@ def test_killed_anywhere_the_resumed_stage_ends_bit_for_bit(demo):
             assert 'resuming demo-fcn32s from' in (stage / 'train.log').read_text()
 
 
+# The CLI in a child that reads its nets from a copy (argv[1]), where the demo's solver has
+# the paper's `snapshot:` equal to its round, and that SIGKILLs itself on the n-th call
+# (argv[3]) of the function named by argv[2]: an update step, the scoring of a round, the
+# writing of a solverstate after its caffemodel ('none': run through).
+PAPER_CHILD = '''
+import os, pathlib, signal, sys
+from caffe_torch import sgd_solvers, solver_state
+from solve import cli, loop, score
+loop.NETS = pathlib.Path(sys.argv[1])
+where, nth = sys.argv[2], int(sys.argv[3])
+owner, name = {'step': (sgd_solvers.SGDSolver, 'apply_update'),
+               'score': (score, 'seg_tests'),
+               'snapshot': (solver_state, '_state_proto'), 'none': (None, None)}[where]
+if owner is not None:
+    original, calls = getattr(owner, name), [0]
+    def dying(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == nth:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(*args, **kwargs)
+    setattr(owner, name, dying)
+sys.exit(cli.main(cli.get_args_parser().parse_args(sys.argv[4:])))
+'''
+
+
+def test_paper_schedule_killed_stepping_scoring_or_snapshotting_resumes_bit_for_bit(
+        demo, tmp_path):
+    """The paper's solvers say `snapshot:` equal to the round. With it, each round still
+    writes one solverstate, after its resume state and scores; a kill while stepping, while
+    scoring or between a snapshot's caffemodel and its solverstate, then the same command,
+    ends with the bytes of an uninterrupted run (which equal those of the demo's own
+    schedule, without `snapshot:`), every round scored once."""
+    import shutil
+    root, env, classifier = demo
+    nets = tmp_path / 'nets'
+    shutil.copytree(ROOT / 'nets', nets)
+    solver = nets / 'demo-fcn32s' / 'solver.prototxt'
+    solver.write_text(solver.read_text() + 'snapshot: 2\n')
+    args = ['demo-fcn32s', '--only', '--init', str(classifier)] + SCHEDULE
+
+    def child(out, where='none', nth=0):
+        return [sys.executable, '-c', PAPER_CHILD, str(nets), where, str(nth), *args,
+                '--out', str(out)]
+    straight = _run(child(tmp_path / 'straight'), env)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    stage = tmp_path / 'straight' / 'demo-fcn32s'
+    want = (stage / 'demo-fcn32s.caffemodel').read_bytes()
+    assert sum('Snapshotting to' in line for line in
+               (stage / 'train.log').read_text().splitlines()) == 2
+    demo_schedule = _run(_command(tmp_path / 'demo', '--only', '--init', str(classifier),
+                                  *SCHEDULE), env)
+    assert demo_schedule.returncode == 0, demo_schedule.stderr[-3000:]
+    assert (tmp_path / 'demo' / 'demo-fcn32s' / 'demo-fcn32s.caffemodel').read_bytes() == want
+    for where, nth in (('step', 3), ('score', 2), ('snapshot', 2)):
+        out = tmp_path / f'killed-{where}'
+        killed = _run(child(out, where, nth), env)
+        assert killed.returncode == -signal.SIGKILL, (where, killed.stderr[-2000:])
+        finished = _run(child(out), env)
+        assert finished.returncode == 0, finished.stderr[-3000:]
+        assert (out / 'demo-fcn32s' / 'demo-fcn32s.caffemodel').read_bytes() == want, where
+        assert _iterations(out) == [2, 4], where
+        log = (out / 'demo-fcn32s' / 'train.log').read_text()
+        assert 'this resume is not bit for bit' not in log, where
+
+
 def test_schedules_are_exact_and_reruns_honest(demo):
     """--iterations 3 --step 5 trains 3; a resume from iteration 4 with --step 3 scores at
     6 (the next multiple), not 7; a resume past --iterations, a rerun of a stage with
