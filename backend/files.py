@@ -1,11 +1,11 @@
 """Caffe's files as the toolkit reads and writes them, with the backend's own caffe_pb2.
 
-Every write is atomic: the bytes go to a hidden temporary file beside the target, which then
-replaces it, so a crash leaves the old file or the new one, never a torn one. (The engine
-has its own writer for snapshots; this one serves the toolkit on either backend.)
+Every write is atomic, through atomic_files, which the engine writes with too: a crash
+leaves the old file or the new one, never a torn one.
 """
 import os
-import tempfile
+
+from atomic_files import write_bytes as atomic_write  # noqa: F401  (the toolkit's name)
 
 from google.protobuf import message as pb_message
 from google.protobuf import text_format
@@ -15,37 +15,6 @@ from backend import caffe_pb2
 
 class FormatError(ValueError):
     """A prototxt or binary proto file that does not parse as what the toolkit expected."""
-
-
-def atomic_write(path, data):
-    """Replace `path` by `data` (bytes) in one step; the file gets open()'s default mode
-    (0666 less the umask), and an OSError names `path`, not the temporary file."""
-    path = os.fspath(path)
-    fd, tmp = None, None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.',
-                                   dir=os.path.dirname(os.path.abspath(path)))
-        with os.fdopen(fd, 'wb') as f:
-            fd = None
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_current_umask())
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as e:
-        raise type(e)(e.errno, f'cannot write {path}: {e.strerror}') from None
-    finally:
-        if fd is not None:
-            os.close(fd)
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _current_umask():
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def read_prototxt(path, message_type=None):

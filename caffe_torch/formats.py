@@ -2,16 +2,16 @@
 
 Nets read here are upgraded the way Caffe upgrades them on load (see `upgrade`), so V0/V1
 definitions and caffemodels such as the ILSVRC VGG16 come back as current NetParameters.
-Every write is atomic: the bytes go to a temporary file beside the target, which then
-replaces it, so a crash leaves either the old file or the new one, never half of one.
+Every write is atomic (atomic_files): a crash leaves either the old file or the new one.
 """
 import difflib
 import os
 import re
-import tempfile
 
 from google.protobuf import message as pb_message
 from google.protobuf import text_format
+
+from atomic_files import write_bytes
 
 from caffe_torch.errors import CaffemodelError, PrototxtError
 from caffe_torch.proto import caffe_pb2
@@ -36,7 +36,7 @@ def read_prototxt(path, message_type=caffe_pb2.NetParameter):
 
 def write_prototxt(message, path):
     """Write `message` as prototxt, atomically."""
-    atomic_write(path, text_format.MessageToString(message).encode('utf-8'))
+    write_bytes(path, text_format.MessageToString(message).encode('utf-8'))
 
 
 def read_binaryproto(path, message_type=caffe_pb2.BlobProto):
@@ -57,7 +57,7 @@ def read_binaryproto(path, message_type=caffe_pb2.BlobProto):
 
 def write_binaryproto(message, path):
     """Write `message` in protobuf's binary format, atomically."""
-    atomic_write(path, message.SerializeToString())
+    write_bytes(path, message.SerializeToString())
 
 
 def read_net(path):
@@ -87,40 +87,6 @@ def read_solver(path):
     elif os.path.isdir(solver.snapshot_prefix):
         solver.snapshot_prefix = os.path.join(solver.snapshot_prefix, os.path.basename(stem))
     return solver
-
-
-def atomic_write(path, data):
-    """Write `data` (bytes) to `path` so that readers see the old or the new file only. The
-    file gets the mode a plain open() would give (0666 less the umask); an OSError names
-    `path`, not the temporary file beside it."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', dir=folder)
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except OSError as e:
-        _remove(tmp)
-        raise type(e)(e.errno, f'cannot write {path}: {e.strerror}') from None
-    except BaseException:
-        _remove(tmp)
-        raise
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _remove(tmp):
-    if tmp and os.path.exists(tmp):
-        os.unlink(tmp)
 
 
 def _read_bytes(path):

@@ -5,12 +5,12 @@ the source lacks keep their initialisation. That is how FCN re-initialises a lay
 it. A shape mismatch is an error naming the layer and both shapes; legacy 4-D blobs load
 into parameters of fewer axes under Caffe's right-aligned rule (io.shape_equals).
 """
-import os
 
 import h5py
 import numpy as np
 import torch
 
+from atomic_files import replacing
 from caffe_torch import formats, io
 from caffe_torch.errors import CaffemodelError, LayerSetupError
 from caffe_torch.proto import caffe_pb2
@@ -107,22 +107,16 @@ def _blob_to_proto(blob, write_diff, proto):
 
 def save_hdf5(net, path, write_diff=False):
     """Net::ToHDF5: /data/<layer>/<i> (and /diff/...), shared params saved by their owner."""
-    tmp = f'{path}.tmp{os.getpid()}'
-    try:
-        with h5py.File(tmp, 'w') as f:
-            groups = [('data', 'data')] + ([('diff', 'diff')] if write_diff else [])
-            for group_name, field in groups:
-                group = f.create_group(group_name)
-                for layer, ids in zip(net.layers, net.param_ids):
-                    layer_group = group.create_group(layer.name)
-                    for j, net_id in enumerate(ids):
-                        if net.param_owners[net_id] == -1:
-                            layer_group.create_dataset(
-                                str(j), data=getattr(net.params_list[net_id], field))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with replacing(path) as tmp, h5py.File(tmp, 'w') as f:
+        groups = [('data', 'data')] + ([('diff', 'diff')] if write_diff else [])
+        for group_name, field in groups:
+            group = f.create_group(group_name)
+            for layer, ids in zip(net.layers, net.param_ids):
+                layer_group = group.create_group(layer.name)
+                for j, net_id in enumerate(ids):
+                    if net.param_owners[net_id] == -1:
+                        layer_group.create_dataset(
+                            str(j), data=getattr(net.params_list[net_id], field))
 
 
 def load_hdf5(net, path):

@@ -12,6 +12,7 @@ import h5py
 import numpy as np
 import torch
 
+from atomic_files import replacing
 from caffe_torch import formats, io
 from caffe_torch.errors import CaffeError, CaffemodelError
 from caffe_torch.proto import caffe_pb2
@@ -64,19 +65,13 @@ def _write_state_hdf5(solver, model, path):
     fixed-length null-terminated ASCII string of strlen + 1 bytes (H5LTmake_dataset_string;
     Caffe reads it into a buffer of the type's size, so a variable-length string reads as
     garbage), history/<i> float32 datasets of each blob's shape."""
-    tmp = f'{path}.tmp{os.getpid()}'
-    try:
-        with h5py.File(tmp, 'w') as f:
-            f['iter'] = np.int32(solver.iter)
-            _write_c_string(f, 'learned_net', model)
-            f['current_step'] = np.int32(solver.current_step)
-            history = f.create_group('history')
-            for i, blob in enumerate(solver.history):
-                history[str(i)] = np.asarray(blob.data, np.float32)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with replacing(path) as tmp, h5py.File(tmp, 'w') as f:
+        f['iter'] = np.int32(solver.iter)
+        _write_c_string(f, 'learned_net', model)
+        f['current_step'] = np.int32(solver.current_step)
+        history = f.create_group('history')
+        for i, blob in enumerate(solver.history):
+            history[str(i)] = np.asarray(blob.data, np.float32)
 
 
 def _write_c_string(h5file, name, text):

@@ -278,7 +278,15 @@ class SegDataLayer(caffe.Layer):
         except UnicodeDecodeError as e:
             raise BadDataError(f'{self.where}: split list {path} is not UTF-8 text ({e}); it '
                                f'needs one image id per line') from None
-        indices = [line.strip() for line in text.splitlines() if line.strip()]
+        numbered = [(k, line.strip()) for k, line in enumerate(text.splitlines(), 1)
+                    if line.strip()]
+        for number, sample_id in numbered:
+            if _leaves_folder(sample_id):
+                raise BadDataError(
+                    f'{self.where}: line {number} of split list {path}, {sample_id!r}, leads out '
+                    f'of the dataset folder {folder}: ids name files inside it (no "..", no '
+                    f'absolute path). Fix that line of the list.')
+        indices = [sample_id for _, sample_id in numbered]
         if not indices:
             raise BadDataError(f'{self.where}: split list {path} is empty; it needs one image '
                                f'id per line')
@@ -381,3 +389,11 @@ class SegDataLayer(caffe.Layer):
 def _plain(value):
     """Tuples as lists, recursively: random.Random's state as JSON."""
     return [_plain(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
+def _leaves_folder(sample_id):
+    """Whether a split list entry, formatted into a file name, could name a file outside its
+    dataset folder: an absolute path, a '..' component (before a label, in ImageData-style
+    "<path> <label>" lines), a NUL."""
+    parts = [part.split()[0] for part in sample_id.replace('\\', '/').split('/') if part.split()]
+    return sample_id.startswith('/') or '\0' in sample_id or '..' in parts

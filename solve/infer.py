@@ -22,6 +22,7 @@ import sys
 import numpy as np
 from PIL import Image
 
+import atomic_files
 import backend
 from backend import caffe
 from backend.files import FormatError, atomic_write, weight_names
@@ -51,16 +52,36 @@ class InferError(ValueError):
     """Inputs that do not fit the net: missing or extra inputs, unreadable images."""
 
 
+# Pillow's modes of 8 bits a channel: what the nets were trained on (JPEG and PNG photos).
+# Grey, palette and alpha images convert to RGB exactly; 16-bit, 32-bit integer and float
+# modes have no such rule (a float TIFF in [0, 1] would saturate to 255), so they are refused.
+EIGHT_BIT_MODES = frozenset('1 L LA La P PA RGB RGBA RGBa RGBX CMYK YCbCr LAB HSV'.split())
+
+
 def read_image(path, rgb=True):
-    """float32 H x W x 3 RGB (grey, palette and alpha images converted), or as stored."""
+    """float32 H x W x 3 RGB (8-bit grey, palette and alpha images converted), or as stored
+    (the depth images of NYUD, 16-bit)."""
     try:
         with Image.open(path) as im:
+            if rgb and im.mode not in EIGHT_BIT_MODES:
+                raise InferError(
+                    f'{path}: an image of mode {im.mode} ({_mode_words(im.mode)}); the nets '
+                    f'take 8-bit color images, as their training data was. Convert it to '
+                    f'8-bit RGB first, choosing how its range maps to 0-255 (e.g. PIL: '
+                    f'Image.fromarray(np.clip(a * 255, 0, 255).astype(np.uint8)) for floats '
+                    f'in [0, 1]).')
             return np.array(im.convert('RGB') if rgb else im, dtype=np.float32)
     except OSError as e:  # missing, unreadable or not an image
         raise InferError(f'cannot read the image {path}: {e}') from None
     except Image.DecompressionBombError as e:
         raise InferError(f'{path}: {e} Pillow refuses it as a possible decompression bomb; '
                          f'downscale the image first') from None
+
+
+def _mode_words(mode):
+    if mode.startswith('F'):
+        return '32-bit float, which may hold NaN or Inf'
+    return f'{16 if "16" in mode else 32}-bit integer'
 
 
 def read_rgb(path):
@@ -198,6 +219,8 @@ def make_palette(spec, dataset):
 def save_outputs(folder, image_id, rgb, labels, palette, background=0):
     for head, seg in labels.items():
         stem = folder / f'{image_id}{head_suffix(head, labels)}'
+        for path in (f'{stem}.png', f'{stem}_overlay.png'):
+            atomic_files.inside(path, folder)  # a planted link must not lead a write out
         vis.save_label_png(f'{stem}.png', seg, palette)
         buffer = io.BytesIO()
         overlay = vis.vis_seg(rgb.astype(np.uint8), seg, palette, background=background)

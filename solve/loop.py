@@ -21,13 +21,14 @@ import pathlib
 import re
 import time
 
+import atomic_files
 import backend
 from backend import caffe, caffe_pb2, files
 from data_layers import paths
 from nets.datasets import DATASETS
 from nets.generate import NETS
 from nets.models import MODELS
-from solve import resume_state, score, stages
+from solve import resume_state, score, stage_lock, stages
 from solve.console import progress_bar
 from solve.logs import train_log
 
@@ -125,10 +126,19 @@ def train(model_id, init, out_root, iterations=None, step=None, resume=None, pro
     iterations = iterations or spec['rounds'] * spec['step']
     folder = stage_dir(out_root, model_id)
     folder.mkdir(parents=True, exist_ok=True)
+    refuse_links_out(folder, model_id)
     check_datasets(model_id)
     root = caffe.solver_rank() == 0  # in data-parallel runs, rank 0 alone scores and writes
-    if root:
-        sweep(folder)
+    with stage_lock.holding(folder) if root else contextlib.nullcontext():
+        if root:
+            sweep(folder)
+        _train_locked(model_id, init, out_root, iterations, step, resume, progress, keep,
+                      folder, root)
+    return final_weights(out_root, model_id)
+
+
+def _train_locked(model_id, init, out_root, iterations, step, resume, progress, keep, folder,
+                  root):
     with train_log(folder / 'train.log') if root else contextlib.nullcontext():
         solver, param = build_solver(model_id, folder)
         _start(model_id, solver, param, init, resume or latest_state(folder), iterations)
@@ -140,7 +150,17 @@ def train(model_id, init, out_root, iterations=None, step=None, resume=None, pro
             solver.net.save(str(folder / 'final.caffemodel'))
             _save_final(folder, final_weights(out_root, model_id))
             log.info('%s done: %s', model_id, final_weights(out_root, model_id))
-    return final_weights(out_root, model_id)
+
+
+STAGE_FILES = ('train.log', 'scores.csv', 'run.json', 'curves.png', 'solver.prototxt',
+               stage_lock.NAME, 'final.caffemodel', 'snapshot')
+
+
+def refuse_links_out(folder, model_id):
+    """No write of the stage may land outside its folder through a planted symbolic link
+    (Caffe writes snapshots in place, following links; train.log is appended to)."""
+    for name in STAGE_FILES + (f'{model_id}.caffemodel',):
+        atomic_files.inside(folder / name, folder)
 
 
 def is_done(out_root, model_id):
@@ -204,20 +224,11 @@ def _save_final(folder, target):
     os.replace(folder / 'final.caffemodel', target)
 
 
-# what interrupted atomic writes of a stage's files leave: mkstemp's hidden
-# '.<name>.XXXXXXXX' (backend.files, caffe_torch.formats) and the engine's '<name>.tmp<pid>'
-# (HDF5 snapshots); only names of the kinds a stage writes, so a user's files stay
-_KINDS = r'(caffemodel|solverstate|fcnstate|h5|csv|json|png|log|prototxt)'
-_TORN = re.compile(rf'\..+\.{_KINDS}\.[a-z0-9_]{{8}}|.+\.h5\.tmp\d+')
-
-
 def sweep(folder):
     """Remove the temporary files that interrupted writes left in a stage's folder."""
     for where in (folder, folder / 'snapshot'):
-        for path in where.iterdir() if where.is_dir() else ():
-            if path.is_file() and _TORN.fullmatch(path.name):
-                log.info('removing %s, left by an interrupted write', path)
-                path.unlink()
+        atomic_files.sweep(where, lambda path: log.info(
+            'removing %s, left by an interrupted write', path))
 
 
 def _train_rounds(model_id, solver, folder, iterations, step, progress, root=True, keep=None,
@@ -247,7 +258,11 @@ PLOT_EVERY = 60  # s: curves.png is redrawn after rounds this long (a plot takes
 def _end_round(model_id, solver, folder, progress, keep):
     results = seg_tests(model_id, solver, progress)
     _append_scores(folder / 'scores.csv', solver.iter, results)
-    resume_state.save(solver, folder / 'snapshot' / f'train_iter_{solver.iter}.fcnstate')
+    stem = folder / 'snapshot' / f'train_iter_{solver.iter}'
+    for suffix in ('.fcnstate', '.caffemodel', '.solverstate', '.caffemodel.h5',
+                   '.solverstate.h5'):
+        atomic_files.inside(f'{stem}{suffix}', folder)
+    resume_state.save(solver, f'{stem}.fcnstate')
     solver.snapshot()
     if keep:
         prune(folder, keep)

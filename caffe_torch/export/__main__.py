@@ -14,10 +14,11 @@ import argparse
 import os
 import pathlib
 import sys
-import tempfile
 
 import numpy as np
 import torch
+
+from atomic_files import replacing
 
 FORMATS = ('.pt', '.pt2', '.onnx')
 
@@ -62,18 +63,8 @@ def export(net, path, shape=None, dynamic=False):
                           f'{", ".join(FORMATS)}')
     module = to_module(net).eval()
     inputs = example_inputs(net, module, shape)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix=path.suffix,
-                               dir=path.parent.resolve())
-    os.close(fd)
-    try:
+    with replacing(path) as tmp:
         _WRITERS[path.suffix](Flat(module), inputs, tmp, module, dynamic)
-        mask = os.umask(0o022)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # open()'s mode, not mkstemp's 0600
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return module, inputs
 
 

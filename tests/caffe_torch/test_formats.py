@@ -132,20 +132,3 @@ def test_catch_missing_file(tmp_path):
     """A missing file names the path."""
     with pytest.raises(FileNotFoundError, match='nothere.prototxt: no such file'):
         formats.read_net(tmp_path / 'nothere.prototxt')
-
-
-def test_atomic_write_mode_and_errors_name_the_target(tmp_path):
-    """The file gets open()'s mode (0666 less the umask), not mkstemp's 0600; a failure
-    names the target, not the temporary file, and leaves nothing behind."""
-    import os
-    import stat
-    target = tmp_path / 'out.bin'
-    formats.atomic_write(target, b'x')
-    mask = os.umask(0)
-    os.umask(mask)
-    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask
-    with pytest.raises(IsADirectoryError, match=f'cannot write {tmp_path}'):
-        formats.atomic_write(tmp_path, b'x')
-    with pytest.raises(FileNotFoundError, match='cannot write .*missing/out.bin'):
-        formats.atomic_write(tmp_path / 'missing' / 'out.bin', b'x')
-    assert sorted(p.name for p in tmp_path.iterdir()) == ['out.bin']

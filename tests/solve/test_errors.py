@@ -84,17 +84,18 @@ def test_a_damaged_run_json_is_named(tiny_demo, capsys):
 
 def test_stray_snapshot_names_are_ignored_and_torn_writes_swept(tmp_path):
     """latest_state skips names that are no snapshot; sweep removes what interrupted
-    atomic writes leave (mkstemp's hidden names, the engine's .tmp<pid>), nothing else."""
+    atomic writes leave (atomic_files' '.<name>.<8 characters>.tmp', the engine's HDF5
+    snapshots included), nothing else."""
     snapshot = tmp_path / 'snapshot'
     snapshot.mkdir()
     for name in ('train_iter_abc.solverstate', 'train_iter_2.solverstate',
                  'train_iter_10.solverstate.h5', 'train_iter_3.solverstate.bak'):
         (snapshot / name).write_bytes(b'')
     assert loop.latest_state(tmp_path) == snapshot / 'train_iter_10.solverstate.h5'
-    torn = [tmp_path / '.scores.csv.k2j4_x9a', snapshot / '.train_iter_4.caffemodel.a1b2c3d4',
-            snapshot / 'train_iter_4.solverstate.h5.tmp4242']
+    torn = [tmp_path / '.scores.csv.k2j4_x9a.tmp', snapshot / '.train_iter_4.caffemodel.a1b2c3d4.tmp',
+            snapshot / '.train_iter_4.solverstate.h5.zz99aa11.tmp']
     kept = [tmp_path / 'scores.csv', tmp_path / '.hidden_notes', snapshot / 'README',
-            tmp_path / '.notes.settings']  # a user's file of mkstemp's name shape
+            tmp_path / '.notes.settings', tmp_path / '.notes.k2j4_x9a']  # a user's files
     for path in torn + kept:
         path.write_bytes(b'x')
     loop.sweep(tmp_path)

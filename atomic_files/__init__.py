@@ -1,0 +1,97 @@
+"""How the engine and the toolkit write files: atomically, under one temporary-name scheme,
+and never through a symbolic link that leads out of the folder they write to.
+
+A write goes to `.<name>.<8 random characters>.tmp` beside its target, is flushed to disk,
+then replaces the target in one step: a crash leaves the old file or the new one, never a
+torn one, and `sweep` knows every leftover by its name. This module imports nothing of the
+engine or of a backend, so both (and the toolkit on real pycaffe) share it.
+"""
+import contextlib
+import os
+import re
+import tempfile
+
+TEMPORARY = re.compile(r'\..+\.[a-z0-9_]{8}\.tmp')
+
+
+class OutsideFolderError(OSError):
+    """An output path that resolves, through a symbolic link, outside its output folder."""
+
+
+def is_temporary(name):
+    """Whether a file name is one this module's interrupted writes leave."""
+    return TEMPORARY.fullmatch(name) is not None
+
+
+@contextlib.contextmanager
+def replacing(path):
+    """Yield a temporary path beside `path` to write; on success it replaces `path` (mode
+    0666 less the umask, as open() gives), on failure it is removed. An OSError names
+    `path`, not the temporary file."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.', suffix='.tmp',
+                                   dir=folder)
+    except OSError as e:
+        raise type(e)(e.errno, f'cannot write {path}: {e.strerror}') from None
+    os.close(fd)
+    try:
+        yield tmp
+        _flush(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except OSError as e:
+        _remove(tmp)
+        raise type(e)(e.errno, f'cannot write {path}: {e.strerror}') from None
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def write_bytes(path, data):
+    """Replace `path` by `data` (bytes) in one step."""
+    with replacing(path) as tmp, open(tmp, 'wb') as f:
+        f.write(data)
+
+
+def _flush(path):
+    with open(path, 'rb+') as f:
+        os.fsync(f.fileno())
+
+
+def _remove(path):
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def sweep(folder, on_remove=None):
+    """Remove what interrupted writes left in `folder` (not below it); `on_remove(path)` is
+    told of each. Returns the paths removed."""
+    removed = []
+    for entry in os.scandir(folder) if os.path.isdir(folder) else ():
+        if entry.is_file(follow_symlinks=False) and is_temporary(entry.name):
+            if on_remove:
+                on_remove(entry.path)
+            os.unlink(entry.path)
+            removed.append(entry.path)
+    return removed
+
+
+def inside(path, root):
+    """`path`, after checking that it does not lead out of the folder `root` through a
+    symbolic link (the link itself, or one of the folders between): a link planted in an
+    output folder must not make a write land elsewhere."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if os.path.commonpath([real, real_root]) != real_root:
+        raise OutsideFolderError(
+            f'refusing to write {path}: a symbolic link makes it {real}, outside the output '
+            f'folder {root}. Remove the link, or choose another output folder.')
+    return path
