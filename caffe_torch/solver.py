@@ -51,7 +51,7 @@ class SolverAction:
 
 
 class Solver:
-    """Base solver: nets, loop, tests, snapshots. Subclasses define `update_rule`."""
+    """Base solver: nets, loop, tests, snapshots. Subclasses define `apply_update`."""
     type = None
     history_per_param = 1
 

@@ -36,11 +36,11 @@ REQUIRED = object()
 VOID = 255
 
 
-class LayerSetupError(ValueError):
+class DataLayerSetupError(ValueError):
     """A data layer declared with bottoms, or with another number of tops than it makes."""
 
 
-class ParamStrError(LayerSetupError):
+class ParamStrError(DataLayerSetupError):
     """A data layer's param_str that does not parse or does not fit the layer's schema."""
 
 
@@ -156,7 +156,7 @@ class SegDataLayer(caffe.Layer):
     # -- caffe.Layer ----------------------------------------------------------------------
     def setup(self, bottom, top):
         if len(bottom):
-            raise LayerSetupError(f'{self.where}: is a data layer and takes no bottom blobs, '
+            raise DataLayerSetupError(f'{self.where}: is a data layer and takes no bottom blobs, '
                                   f'got {len(bottom)}')
         self.params = parse_param_str(getattr(self, 'param_str', ''), self.schema(),
                                       self.where, self.example)
@@ -168,7 +168,7 @@ class SegDataLayer(caffe.Layer):
             self.dataset = self.params['dataset']   # the instance's, over the class's
         self.tops = list(self.params.get('tops') or self.top_names)
         if len(top) != len(self.tops):
-            raise LayerSetupError(f'{self.where}: produces {len(self.tops)} top(s) '
+            raise DataLayerSetupError(f'{self.where}: produces {len(self.tops)} top(s) '
                                   f'({", ".join(self.tops)}), in that order, but {len(top)} '
                                   f'top blob(s) are declared')
         self.mean_bgr = np.array(self.params.get('mean') or self.mean, dtype=self.mean_dtype)

@@ -6,10 +6,10 @@ data_layers.paths (FCN_DATA), so the prototxts carry no path. Deploy nets take a
 the dataset's typical image size instead.
 """
 from backend import caffe
+from data_layers.voc import VOC_MEAN  # the layers' default: the nets write it out
 
 L = caffe.layers
 
-VOC_MEAN = (104.00699, 116.66877, 122.67892)
 SEED = 1337
 DEMO_BATCH = 16      # images per forward of the demo classifier (train and val)
 DEMO_SCALE = 1 / 64  # the demo's inputs, mean-subtracted, times this: about unit variance

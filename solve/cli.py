@@ -197,7 +197,7 @@ def _engine_options(args):
 def main(args, model_id=None):
     import backend
     from backend.files import FormatError
-    from data_layers.base import BadDataError, LayerSetupError
+    from data_layers.base import BadDataError, DataLayerSetupError
     from surgery import SurgeryError
     from weights.manifest import ManifestError, UnknownWeightsError
     model_id = model_id or args.model
@@ -212,8 +212,8 @@ def main(args, model_id=None):
               file=sys.stderr)
         return 130
     except (OSError, ManifestError, UnknownWeightsError, ScheduleError, GPUError,
-            BackendOptionError, FormatError, BadDataError, LayerSetupError, SurgeryError,
-            stages.InitWeightsError, *backend.input_errors()) as e:
+            BackendOptionError, FormatError, BadDataError, DataLayerSetupError,
+            SurgeryError, stages.InitWeightsError, *backend.input_errors()) as e:
         print(f'error: {str(e).strip(chr(39))}', file=sys.stderr)
         return 2
     return 0

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from backend import caffe
-from data_layers.base import LayerSetupError
+from data_layers.base import DataLayerSetupError
 from data_layers.base import COMMON_KEYS, BadDataError, ParamStrError, parse_param_str
 from data_layers.paths import DatasetMissingError
 from data_layers.voc import VOC_MEAN, VOCSegDataLayer
@@ -194,13 +194,13 @@ def test_catch_bottom(tmp_path, voc):
         'layer { name: "data" type: "Python" bottom: "x" top: "data" top: "label" '
         'python_param { module: "data_layers.voc" layer: "VOCSegDataLayer" '
         'param_str: "{\'split\': \'train\', \'randomize\': False}" } }\n')
-    with pytest.raises(LayerSetupError, match=r'takes no bottom blobs, got 1'):
+    with pytest.raises(DataLayerSetupError, match=r'takes no bottom blobs, got 1'):
         caffe.Net(str(tmp_path / 'b.prototxt'), caffe.TRAIN)
 
 
 def test_catch_wrong_top_count(tmp_path, voc):
     """Declaring a number of tops other than the layer's is refused, listing them."""
-    with pytest.raises(LayerSetupError, match=r'produces 2 top\(s\) \(data, label\).*but 3'):
+    with pytest.raises(DataLayerSetupError, match=r'produces 2 top\(s\) \(data, label\).*but 3'):
         net_of(tmp_path, "{'split': 'train', 'randomize': False}", ('data', 'label', 'x'))
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_layers.base import LayerSetupError
+from data_layers.base import DataLayerSetupError
 from data_layers.base import BadDataError, ParamStrError
 from data_layers.nyud import COLOR_MEAN, HHA_MEAN, LOG_DEPTH_MEAN
 from dataset_fixtures import data_net, make_nyud, read_rgb, set_dataset_env
@@ -77,7 +77,7 @@ def test_catch_unknown_top_name(tmp_path, nyud):
 
 def test_catch_top_count_mismatch(tmp_path, nyud):
     """Declaring fewer top blobs than tops entries is refused."""
-    with pytest.raises(LayerSetupError, match=r'produces 2 top\(s\) \(color, label\)'):
+    with pytest.raises(DataLayerSetupError, match=r'produces 2 top\(s\) \(color, label\)'):
         nyud_net(tmp_path, ['color', 'label'], blobs=['color'])
 
 
