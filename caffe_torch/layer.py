@@ -16,7 +16,7 @@ import numbers
 import torch
 
 from caffe_torch.blob import Blob
-from caffe_torch.errors import LayerSetupError
+from caffe_torch.errors import BackwardNotImplementedError, LayerSetupError
 from caffe_torch.proto import caffe_pb2
 
 
@@ -103,6 +103,15 @@ class Layer:
 
     def backward(self, top, propagate_down, bottom):
         """Default: nothing to propagate (data layers, Silence of no-needed bottoms)."""
+
+    def refuse_backward(self, propagate_down, why):
+        """What a layer Caffe has no backward for does (ArgMax, Threshold): Caffe aborts with
+        NOT_IMPLEMENTED where a diff is asked of it; this raises."""
+        if any(propagate_down):
+            raise BackwardNotImplementedError(
+                f'layer "{self.name}" ({self.type}): backward is not implemented, {why} '
+                f'(Caffe aborts with NOT_IMPLEMENTED); drop force_backward, or put '
+                f'propagate_down: false on the layer or stop gradients before it')
 
     def auto_tops(self):
         """How many tops the Net makes when the prototxt names fewer (AutoTopBlobs): a loss

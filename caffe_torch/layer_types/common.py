@@ -9,7 +9,6 @@ import math
 
 import torch
 
-from caffe_torch.errors import BackwardNotImplementedError
 from caffe_torch.layer import Layer
 from caffe_torch.layer_factory import register
 
@@ -330,13 +329,6 @@ class ArgMaxLayer(Layer):
     """
     exact_bottoms = exact_tops = 1
 
-    def backward(self, top, propagate_down, bottom):
-        if propagate_down[0]:
-            raise BackwardNotImplementedError(
-                f'layer "{self.name}" (ArgMax): backward is not implemented, indices have no '
-                f'gradient (Caffe aborts with NOT_IMPLEMENTED); drop force_backward or put '
-                f'propagate_down: false on it')
-
     def setup(self, bottom, top):
         p = self.layer_param.argmax_param
         self.top_k, self.out_max_val = p.top_k, p.out_max_val
@@ -382,7 +374,5 @@ class ArgMaxLayer(Layer):
             out.view(outer, self.top_k, -1).copy_(result.transpose(1, 2))
 
     def backward(self, top, propagate_down, bottom):
-        if any(propagate_down):
-            self.fail('ArgMax has no backward (Caffe: NOT_IMPLEMENTED); do not ask for '
-                      'gradients through it (e.g. drop force_backward)')
+        self.refuse_backward(propagate_down, 'indices have no gradient')
 

@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from caffe_torch import mode
-from caffe_torch.errors import BackwardNotImplementedError
 from caffe_torch.layer import Layer
 from caffe_torch.layer_factory import register
 from caffe_torch.proto import caffe_pb2
@@ -351,8 +350,4 @@ class ThresholdLayer(NeuronLayer):
         return (x > self.threshold).to(x.dtype)
 
     def backward(self, top, propagate_down, bottom):
-        if propagate_down[0]:
-            raise BackwardNotImplementedError(
-                f'layer "{self.name}" (Threshold): backward is not implemented, the step '
-                f'function has no gradient (Caffe aborts with NOT_IMPLEMENTED); stop '
-                f'gradients before it with propagate_down: false, or drop force_backward')
+        self.refuse_backward(propagate_down, 'the step function has no gradient')

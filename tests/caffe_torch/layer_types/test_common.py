@@ -370,17 +370,6 @@ def test_argmax_per_instance(out_max_val):
             np.testing.assert_array_equal(out[n, 1, :, 0], [v for v, _ in best])
 
 
-def test_catch_argmax_backward():
-    """Caffe aborts (NOT_IMPLEMENTED) when ArgMax's backward runs; the engine refuses too,
-    and only where a diff is asked of it."""
-    from caffe_torch.errors import BackwardNotImplementedError
-    layer, bottom, top = make_layer('type: "ArgMax"', [_rand(2, 3)])
-    layer.run_forward(bottom, top)
-    layer.run_backward(top, [False], bottom)
-    with pytest.raises(BackwardNotImplementedError, match='propagate_down: false'):
-        layer.run_backward(top, [True], bottom)
-
-
 @pytest.mark.parametrize('out_max_val', [False, True])
 def test_argmax_along_axis(out_max_val):
     """With axis: top keeps the bottom shape with that axis cut to top_k."""
@@ -403,9 +392,11 @@ def test_catch_argmax_top_k_too_large():
 
 
 def test_catch_argmax_backward():
-    """Asking ArgMax for a gradient is an error; without propagate_down it does nothing."""
+    """Asking ArgMax for a gradient is an error (Caffe aborts with NOT_IMPLEMENTED); without
+    propagate_down it does nothing."""
+    from caffe_torch.errors import BackwardNotImplementedError
     layer, bottom, top = make_layer('type: "ArgMax"', [_rand(1, 2, 3)])
     layer.run_forward(bottom, top)
     layer.run_backward(top, [False], bottom)
-    with pytest.raises(LayerSetupError, match='ArgMax has no backward'):
+    with pytest.raises(BackwardNotImplementedError, match='ArgMax.*propagate_down: false'):
         layer.run_backward(top, [True], bottom)

@@ -72,17 +72,20 @@ def _many(rng, i, type_, bottoms, tops, dims, fields, count_in):
                 phase=phase)
 
 
+def _axis_param(rng, i, n, legacy):
+    """(axis, param) of Concat/Slice: the default axis 1 (or 0 written where there is no
+    axis 1), the legacy `*_dim` field, or `axis` (negative at times)."""
+    axis, written = _axis(rng, n)
+    if i % 5 == 0:
+        return min(1, n - 1), {} if n > 1 else {'axis': 0}
+    return axis, {legacy: axis} if i % 5 == 1 else {'axis': written}
+
+
 def concat(rng, i):
     n = len(shape(rng, 1, 5))
     count = 1 if i % 7 == 6 else int(rng.integers(2, 5))
     base = shape(rng, n, n, max_count=120)
-    axis, written = _axis(rng, n)
-    if i % 5 == 0:  # the default axis 1, or 0 written where there is no axis 1
-        axis, param = min(1, n - 1), {} if n > 1 else {'axis': 0}
-    elif i % 5 == 1:
-        param = {'concat_dim': axis}
-    else:
-        param = {'axis': written}
+    axis, param = _axis_param(rng, i, n, 'concat_dim')
     dims = [base[:axis] + [int(rng.integers(1, 5))] + base[axis + 1:] for _ in range(count)]
     names = [f'x{k}' for k in range(count)]
     return _many(rng, i, 'Concat', names, ['out'], dims, {'concat_param': param}, count)
@@ -91,13 +94,7 @@ def concat(rng, i):
 def slice_(rng, i):
     n = len(shape(rng, 1, 5))
     dims = shape(rng, n, n, max_count=200)
-    axis, written = _axis(rng, n)
-    if i % 5 == 0:  # the default axis 1, or 0 written where there is no axis 1
-        axis, param = min(1, n - 1), {} if n > 1 else {'axis': 0}
-    elif i % 5 == 1:
-        param = {'slice_dim': axis}
-    else:
-        param = {'axis': written}
+    axis, param = _axis_param(rng, i, n, 'slice_dim')
     size = dims[axis]
     if i % 3 == 0 or size == 1:  # equal parts
         divisors = [t for t in range(1, size + 1) if size % t == 0]

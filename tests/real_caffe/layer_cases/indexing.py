@@ -12,7 +12,7 @@ selector has at least one nonzero (Caffe's backward divides by the kept count).
 import numpy as np
 
 from real_caffe.cases import Case, Enum, layer, net
-from real_caffe.layer_cases.reduction import branches, parameter
+from real_caffe.layer_cases.reduction import branches, one_bottom, parameter
 
 
 def _shape(rng, low=1, high=5, axes=(1, 5)):
@@ -128,16 +128,7 @@ def tile(rng, i):
     if i == 19:  # Caffe: CHECK_GT(tiles_, 0) "Number of tiles must be positive."
         param['tiles'] = 0
     x = rng.standard_normal(shape).astype(np.float32)
-    if i == 13:  # propagate_down that holds (force_backward off): only b's gradient
-        return branches('Tile', {'x': x}, [('a', ['x'], {'propagate_down': False}),
-                                           ('b', ['x'], {})], tile_param=param)
-    extra = {}
-    if i % 5 == 2:
-        extra['loss_weight'] = float(rng.choice([0.5, 2.0]))
-    if i % 7 == 6:  # force_backward overrides it: Caffe still computes the diff
-        extra['propagate_down'] = False
-    body = layer('out', 'Tile', ['x'], tile_param=param, **extra)
-    return Case(net({'x': shape}, body), {'x': x}, phase='TEST' if i % 6 == 5 else 'TRAIN')
+    return one_bottom(rng, i, 'Tile', x, tile_param=param)
 
 
 GENERATORS = {'BatchReindex': batch_reindex, 'Embed': embed, 'Filter': filter_,

@@ -9,7 +9,7 @@ are continuous, so none sits on a kink. Hinge labels are whole numbers in [0, C)
 import numpy as np
 
 from real_caffe.cases import Case, Enum, layer, net
-from real_caffe.layer_cases.reduction import parameter
+from real_caffe.layer_cases.reduction import parameter, scores_held
 
 
 def contrastive_loss(rng, i):
@@ -65,11 +65,7 @@ def hinge_loss(rng, i):
     if i % 5 == 3:
         fields['loss_weight'] = float(rng.choice([0.5, 2.0, -1.0]))
     if i == 13:  # force_backward off: propagate_down false on the scores: no diff
-        body = [parameter('x', shape), layer('out', 'HingeLoss', ['x', 'label'],
-                                             propagate_down=[False, False], **fields),
-                layer('out2', 'HingeLoss', ['x', 'label'], **fields)]
-        return Case(net({'label': label_shape}, *body, force_backward=False),
-                    {'label': label}, params={'x/0': x}, no_bottom_diff=('label',))
+        return scores_held('HingeLoss', x, 'label', label, **fields)
     if i % 7 == 6:  # force_backward overrides it for the scores (not for the label)
         fields['propagate_down'] = [False, False]
     body = layer('out', 'HingeLoss', ['x', 'label'], **fields)

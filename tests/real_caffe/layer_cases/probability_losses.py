@@ -16,7 +16,7 @@ import numpy as np
 
 from caffe_torch.proto import caffe_pb2
 from real_caffe.cases import Case, Enum, layer, net
-from real_caffe.layer_cases.reduction import parameter
+from real_caffe.layer_cases.reduction import parameter, scores_held
 
 _MODES = ['FULL', 'VALID', 'BATCH_SIZE', 'NONE']
 
@@ -140,11 +140,7 @@ def sigmoid_cross_entropy_loss(rng, i):
     if i % 5 == 2:
         fields['loss_weight'] = float(rng.choice([0.5, 2.0, -1.0]))
     if i == 13:  # force_backward off: propagate_down false on the scores: no diff
-        body = [parameter('x', shape), layer('out', 'SigmoidCrossEntropyLoss', ['x', 't'],
-                                             propagate_down=[False, False], **fields),
-                layer('out2', 'SigmoidCrossEntropyLoss', ['x', 't'], **fields)]
-        return Case(net({'t': target.shape}, *body, force_backward=False), {'t': target},
-                    params={'x/0': x}, no_bottom_diff=('t',))
+        return scores_held('SigmoidCrossEntropyLoss', x, 't', target, **fields)
     if i % 7 == 6:  # force_backward overrides it for the scores (not the targets)
         fields['propagate_down'] = [False, False]
     body = layer('out', 'SigmoidCrossEntropyLoss', ['x', 't'], **fields)

@@ -31,6 +31,34 @@ def branches(type_name, values, copies, op='ASUM', **fields):
     return Case(net({}, *body, force_backward=False), params=params)
 
 
+def scores_held(type_name, x, label_name, label, **fields):
+    """A loss on scores from a Parameter, force_backward off, twice: with propagate_down
+    false on both bottoms (no diff from it) and without."""
+    body = [parameter('x', x.shape), layer('out', type_name, ['x', label_name],
+                                           propagate_down=[False, False], **fields),
+            layer('out2', type_name, ['x', label_name], **fields)]
+    return Case(net({label_name: label.shape}, *body, force_backward=False),
+                {label_name: label}, params={'x/0': x}, no_bottom_diff=(label_name,))
+
+
+def one_bottom(rng, i, type_name, x, loss_at=(5, 2), test_at=(6, 5), **fields):
+    """The usual variants of a layer on one bottom x: case 13 a propagate_down that holds
+    (force_backward off: only b's gradient), a loss weight where i % m == r for (m, r) =
+    `loss_at`, a propagate_down that force_backward overrides (Caffe still computes the
+    diff) where i % 7 == 6, the TEST phase where `test_at` says."""
+    if i == 13:
+        return branches(type_name, {'x': x}, [('a', ['x'], {'propagate_down': False}),
+                                              ('b', ['x'], {})], **fields)
+    extra = {}
+    if i % loss_at[0] == loss_at[1]:
+        extra['loss_weight'] = float(rng.choice([0.5, 2.0]))
+    if i % 7 == 6:
+        extra['propagate_down'] = False
+    body = layer('out', type_name, ['x'], **fields, **extra)
+    return Case(net({'x': x.shape}, body), {'x': x},
+                phase='TEST' if i % test_at[0] == test_at[1] else 'TRAIN')
+
+
 def reduction(rng, i):
     ops = ['SUM', 'ASUM', 'SUMSQ', 'MEAN']
     shape = tuple(int(rng.integers(1, 6)) for _ in range(int(rng.integers(1, 5))))

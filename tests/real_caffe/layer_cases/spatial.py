@@ -8,9 +8,9 @@ Tie rule (SPP's MAX pooling): continuous random bottoms, so no window holds a ti
 """
 import numpy as np
 
-from real_caffe.cases import Case, Enum, layer, net
+from real_caffe.cases import Enum
 from real_caffe.layer_cases.pooling import pooled_size
-from real_caffe.layer_cases.reduction import branches
+from real_caffe.layer_cases.reduction import one_bottom
 
 
 def _axis_window(rng, size):
@@ -58,16 +58,8 @@ def im2col(rng, i):
         param['force_nd_im2col'] = True
     shape = lead + [int(rng.integers(1, 4))] + sizes
     x = rng.standard_normal(shape).astype(np.float32)
-    if i == 13:  # propagate_down that holds (force_backward off): only b's gradient
-        return branches('Im2col', {'x': x}, [('a', ['x'], {'propagate_down': False}),
-                                             ('b', ['x'], {})], convolution_param=param)
-    extra = {}
-    if i % 6 == 5:
-        extra['loss_weight'] = float(rng.choice([0.5, 2.0]))
-    if i % 7 == 6:  # force_backward overrides it: Caffe still computes the diff
-        extra['propagate_down'] = False
-    body = layer('out', 'Im2col', ['x'], convolution_param=param, **extra)
-    return Case(net({'x': shape}, body), {'x': x}, phase='TEST' if i % 8 == 7 else 'TRAIN')
+    return one_bottom(rng, i, 'Im2col', x, loss_at=(6, 5), test_at=(8, 7),
+                      convolution_param=param)
 
 
 def _spp_fits(size, height):
@@ -97,16 +89,7 @@ def spp(rng, i):
     if i == 19:  # level 2 of height 3: kernel 1, pad (4 - 3 + 1) / 2 = 1: Caffe aborts
         param['pyramid_height'], h = 3, 3
     x = rng.standard_normal((n, c, h, w)).astype(np.float32)
-    if i == 13:  # propagate_down that holds (force_backward off): only b's gradient
-        return branches('SPP', {'x': x}, [('a', ['x'], {'propagate_down': False}),
-                                          ('b', ['x'], {})], spp_param=param)
-    extra = {}
-    if i % 5 == 2:
-        extra['loss_weight'] = float(rng.choice([0.5, 2.0]))
-    if i % 7 == 6:  # force_backward overrides it: Caffe still computes the diff
-        extra['propagate_down'] = False
-    body = layer('out', 'SPP', ['x'], spp_param=param, **extra)
-    return Case(net({'x': x.shape}, body), {'x': x}, phase='TEST' if i % 6 == 5 else 'TRAIN')
+    return one_bottom(rng, i, 'SPP', x, spp_param=param)
 
 
 GENERATORS = {'Im2col': im2col, 'SPP': spp}
