@@ -1,4 +1,5 @@
-"""The paper's models: builder, options, solver recipe, initialisation and expected score.
+"""The paper's models: MODELS, id -> Recipe (nets/recipe.py): builder, solver settings,
+parent stages and how they initialise it, scored heads and expected score.
 
 Solver recipes are the reference's solver.prototxt values (fcn-facts §1.3); `rounds` x
 `step` is its solve.py loop. Rows marked `ours` have no released recipe: FCN-GoogLeNet
@@ -10,6 +11,8 @@ from functools import partial
 
 from nets import builders, classifiers
 from nets.datasets import DATASETS
+from nets.recipe import FROM_SCRATCH, Init, Recipe  # noqa: F401 (FROM_SCRATCH: re-exported)
+from nets.recipe import CLASSIFICATION, SIFTFLOW as SIFTFLOW_HEADS
 from nets.vgg import scaled_widths
 
 VOC = dict(dataset='voc', test_iter=736, snapshot=4000, max_iter=100000, rounds=25,
@@ -17,10 +20,11 @@ VOC = dict(dataset='voc', test_iter=736, snapshot=4000, max_iter=100000, rounds=
 NYUD = dict(dataset='nyud', test_iter=654, snapshot=2000, max_iter=300000, rounds=50,
             step=2000)
 SIFTFLOW = dict(dataset='siftflow', test_iter=200, snapshot=0, max_iter=300000, rounds=50,
-                step=2000)
+                step=2000, heads=SIFTFLOW_HEADS)
 CONTEXT = dict(dataset='pascalcontext', test_iter=5105, snapshot=4000, max_iter=300000,
                rounds=50, step=8000)
 UNNORMALIZED = dict(momentum=0.99, iter_size=1, normalized=False)
+NORMALIZED = dict(momentum=0.9, iter_size=20, normalized=True)   # AlexNet's, GoogLeNet's
 
 # make demo (solve/demo.py): the pipeline in miniature on generated data, sized to train on
 # 2 CPU cores in minutes. The nets are VGG16's layers at 1/8 of its conv widths and 1/16 of
@@ -67,82 +71,92 @@ def _demo_fcn(stride, parent, mean_iu):
     the skip stages, the rule written into its solver."""
     skip = stride != 32
     return _model(DEMO, partial(builders.single, 'demo_voc', stride=stride, **DEMO_NET),
-                  DEMO_LR * (SKIP_PACE if skip else 1), parent,
+                  DEMO_LR * (SKIP_PACE if skip else 1), (parent,),
+                  Init.COPY if skip else Init.TRANSPLANT,
                   f'demo val mean IU {mean_iu} (seed 0; solve/demo.py)',
                   lr_rule=PIXEL_RULE + (f', x {SKIP_PACE:g} for the skips\' pace' if skip else ''))
 
 
-FROM_SCRATCH = 'scratch (msra fillers)'   # the init of a net trained from its fillers
+def _model(family, build, base_lr, parents, init, expected, **extra):
+    """A recipe of `family` (VOC, NYUD, ...) under the heavy recipe unless `extra` says
+    otherwise; `parents` the stages it starts from, `init` how."""
+    settings = dict(family, **UNNORMALIZED)
+    settings.update(extra)
+    return Recipe(build=build, base_lr=base_lr, parents=parents, init=init,
+                  expected=expected, **settings)
 
 
-def _model(family, build, base_lr, init, expected, **extra):
-    spec = dict(family, build=build, base_lr=base_lr, init=init, expected=expected)
-    spec.update(UNNORMALIZED)
-    spec.update(extra)
-    return spec
+VGG16, ALEXNET, GOOGLENET = ('vgg16-fcn',), ('alexnet-fcn',), ('googlenet-fcn',)
 
 
 MODELS = {
-    'voc-fcn32s': _model(VOC, partial(builders.single, 'voc', stride=32), 1e-10,
-                         'vgg16-fcn', 'seg11valid mean IU 63.6 (released model 63.63)'),
+    'voc-fcn32s': _model(VOC, partial(builders.single, 'voc', stride=32), 1e-10, VGG16,
+                         Init.COPY, 'seg11valid mean IU 63.6 (released model 63.63)'),
     'voc-fcn16s': _model(VOC, partial(builders.single, 'voc', stride=16), 1e-12,
-                         'voc-fcn32s', 'seg11valid mean IU 65.0 (released model 65.01)'),
+                         ('voc-fcn32s',), Init.COPY,
+                         'seg11valid mean IU 65.0 (released model 65.01)'),
     'voc-fcn8s': _model(VOC, partial(builders.single, 'voc', stride=8), 1e-14,
-                        'voc-fcn16s', 'seg11valid mean IU 65.5 (released 65.51); '
-                                      'VOC2012 test 67.2'),
+                        ('voc-fcn16s',), Init.COPY, 'seg11valid mean IU 65.5 (released '
+                                                    '65.51); VOC2012 test 67.2'),
     'voc-fcn8s-atonce': _model(VOC, partial(builders.single, 'voc', stride=8, atonce=True),
-                               1e-10, 'vgg16-fcn', 'seg11valid mean IU 65.4 (released 65.40)',
+                               1e-10, VGG16, Init.COPY,
+                               'seg11valid mean IU 65.4 (released 65.40)',
                                max_iter=300000, rounds=75),
     'voc-fcn-alexnet': _model(VOC, partial(builders.single, 'voc', trunk='caffenet',
-                                           normalize=True), 1e-4, 'alexnet-fcn',
-                              'seg11valid mean IU 48.0 (reference README)', momentum=0.9,
-                              iter_size=20, normalized=True),
+                                           normalize=True), 1e-4, ALEXNET, Init.COPY,
+                              'seg11valid mean IU 48.0 (reference README)', **NORMALIZED),
     'voc-fcn-googlenet': _model(VOC, partial(builders.single, 'voc', trunk='googlenet',
-                                             normalize=True), 5e-5, 'googlenet-fcn',
+                                             normalize=True), 5e-5, GOOGLENET, Init.COPY,
                                 'VOC2011 val mean IU 42.5 (paper Table 1, CVPR model)',
-                                momentum=0.9, iter_size=20, normalized=True, ours=True),
+                                ours=True, **NORMALIZED),
     'nyud-fcn32s-color': _model(NYUD, partial(builders.nyud, modalities='color'), 1e-10,
-                                'vgg16-fcn', 'NYUDv2 test mean IU 29.2 (paper Table 4)'),
+                                VGG16, Init.COPY, 'NYUDv2 test mean IU 29.2 (paper Table 4)'),
     'nyud-fcn32s-hha': _model(NYUD, partial(builders.nyud, modalities='hha'), 1e-10,
-                              'vgg16-fcn', 'NYUDv2 test mean IU 24.2 (paper Table 4)'),
+                              VGG16, Init.COPY, 'NYUDv2 test mean IU 24.2 (paper Table 4)'),
     'nyud-fcn32s-color-d': _model(NYUD, partial(builders.nyud, modalities='color-d'), 1e-10,
-                                  'vgg16-fcn', 'NYUDv2 test mean IU 30.5 (paper Table 4, '
-                                               'RGBD)'),
+                                  VGG16, Init.COLOR_D, 'NYUDv2 test mean IU 30.5 (paper '
+                                                       'Table 4, RGBD)'),
     'nyud-fcn32s-color-hha': _model(NYUD, partial(builders.nyud, modalities='color-hha'),
-                                    1e-12, 'nyud-fcn32s-color + nyud-fcn32s-hha',
-                                    'NYUDv2 test mean IU 32.8 (paper Table 4)'),
+                                    1e-12, ('nyud-fcn32s-color', 'nyud-fcn32s-hha'),
+                                    Init.FUSION, 'NYUDv2 test mean IU 32.8 (paper Table 4)',
+                                    streams=('color', 'hha')),
     'nyud-fcn16s-color-hha': _model(NYUD, partial(builders.nyud, modalities='color-hha',
-                                                  stride=16), 1e-13, 'nyud-fcn32s-color-hha',
+                                                  stride=16), 1e-13,
+                                    ('nyud-fcn32s-color-hha',), Init.COPY,
                                     'NYUDv2 test mean IU 34.0 (paper Table 4)', ours=True),
-    'siftflow-fcn32s': _model(SIFTFLOW, partial(builders.siftflow, stride=32), 1e-10,
-                              'vgg16-fcn', 'SIFT Flow test (paper reports FCN-16s only)'),
+    'siftflow-fcn32s': _model(SIFTFLOW, partial(builders.siftflow, stride=32), 1e-10, VGG16,
+                              Init.COPY, 'SIFT Flow test (paper reports FCN-16s only)'),
     'siftflow-fcn16s': _model(SIFTFLOW, partial(builders.siftflow, stride=16), 1e-12,
-                              'siftflow-fcn32s', 'SIFT Flow test: pixel acc. 85.2, mean IU '
-                                                 '39.5, geom. acc. 94.3 (paper Table 5)'),
+                              ('siftflow-fcn32s',), Init.COPY,
+                              'SIFT Flow test: pixel acc. 85.2, mean IU 39.5, geom. acc. '
+                              '94.3 (paper Table 5)'),
     'siftflow-fcn8s': _model(SIFTFLOW, partial(builders.siftflow, stride=8), 1e-12,
-                             'siftflow-fcn16s', 'SIFT Flow test (paper reports FCN-16s only)'),
+                             ('siftflow-fcn16s',), Init.COPY,
+                             'SIFT Flow test (paper reports FCN-16s only)'),
     'pascalcontext-fcn32s': _model(CONTEXT, partial(builders.single, 'pascalcontext',
-                                                    stride=32), 1e-10, 'vgg16-fcn',
+                                                    stride=32), 1e-10, VGG16, Init.COPY,
                                    'PASCAL-Context val, 59 classes: mean IU 31.8'),
     'pascalcontext-fcn16s': _model(CONTEXT, partial(builders.single, 'pascalcontext',
-                                                    stride=16), 1e-12, 'pascalcontext-fcn32s',
+                                                    stride=16), 1e-12,
+                                   ('pascalcontext-fcn32s',), Init.COPY,
                                    'PASCAL-Context val, 59 classes: mean IU 34.8'),
     'pascalcontext-fcn8s': _model(CONTEXT, partial(builders.single, 'pascalcontext',
-                                                   stride=8), 1e-14, 'pascalcontext-fcn16s',
+                                                   stride=8), 1e-14,
+                                  ('pascalcontext-fcn16s',), Init.COPY,
                                   'PASCAL-Context val, 59 classes: mean IU 35.1'),
     # `make demo` ships this stage's result (weights/demo-classifier.caffemodel), as the
     # paper starts from released ImageNet weights; `make demo ARGS='--classifier scratch'`
     # trains it. Adam at 3e-4: at 1e-3 the 16-layer plain net from scratch sat at loss log 5
     # for 800 iterations under some seeds; 3e-4 left the plateau under all seeds tried
     # (0-3), and x0.1 after 450 iterations settles it. Batches of 16 (datasets.DEMO_BATCH).
-    'demo-classifier': dict(
+    'demo-classifier': Recipe(
         type='Adam', momentum=0.9, momentum2=0.999, weight_decay=0, random_seed=1, ours=True,
-        dataset='demo_classes', task='classification', build=partial(
+        dataset='demo_classes', task='classification', heads=CLASSIFICATION, build=partial(
             classifiers.vgg16_classifier, widths=DEMO_NET['widths'], classes=5,
             dataset='demo_classes', fillers=classifiers.SCRATCH),
         base_lr=3e-4, lr_policy='step', gamma=0.1, stepsize=450, max_iter=600, rounds=3,
-        step=200, test_iter=15, snapshot=0, iter_size=1, normalized=True, init=FROM_SCRATCH,
-        expected='held-out accuracy 98.3% (seed 0; 240 images)'),
+        step=200, test_iter=15, snapshot=0, iter_size=1, normalized=True, parents=(),
+        init=Init.FILLERS, expected='held-out accuracy 98.3% (seed 0; 240 images)'),
     'demo-fcn32s': _demo_fcn(32, 'demo-classifier', 18.2),
     'demo-fcn16s': _demo_fcn(16, 'demo-fcn32s', 24.9),
     'demo-fcn8s': _demo_fcn(8, 'demo-fcn16s', 30.3),

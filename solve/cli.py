@@ -9,6 +9,8 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass
+from typing import Optional
 
 from solve import loop, stages
 from solve.console import GPUError, positive_int, use_gpu
@@ -51,33 +53,49 @@ def get_args_parser(model_id=None):
     return parser
 
 
+@dataclass(frozen=True)
+class Options:
+    """The command's flags for running stages, typed: main reads them from the command
+    line, solve.demo builds them. `init` implies only this stage; `resume` is for the
+    model asked for, not the stages before it."""
+    out: object
+    init: Optional[str] = None
+    only: bool = False
+    iterations: Optional[int] = None
+    step: Optional[int] = None
+    resume: Optional[str] = None
+    progress: bool = True
+    keep_snapshots: Optional[int] = None
+
+    @classmethod
+    def from_args(cls, args):
+        return cls(out=args.out or loop.default_out(), init=args.init, only=args.only,
+                   iterations=args.iterations, step=args.step, resume=args.resume,
+                   progress=not args.no_progress, keep_snapshots=args.keep_snapshots)
+
+
 def schedule(model_id, iterations, step=None):
-    """(iterations, step) for a stage: the recipe's rounds x step, or `iterations` scored
-    and snapshotted every `step` (default: the recipe's, at most `iterations`), the last
-    round shorter where `step` does not divide them."""
-    from nets.models import MODELS
-    spec = MODELS[model_id]
-    total = iterations or spec['rounds'] * spec['step']
-    return total, min(step or spec['step'], total)
+    """(iterations, step) for a stage: loop.Schedule.of, the recipe's unless given."""
+    return loop.Schedule.of(model_id, iterations, step)
 
 
-def plan(model_id, args):
+def plan(model_id, options):
     """The stages to run, after checking everything they need exists and that no stage
     begun under another schedule would be skipped or continued."""
-    names = [model_id] if args.only or args.init else stages.chain(model_id)
-    todo = [n for n in names if not _done(n, args.out)]
-    missing = ([f'--init {args.init}: no such file']
-               if args.init and not os.path.isfile(args.init) else [])
+    names = [model_id] if options.only or options.init else stages.chain(model_id)
+    todo = [n for n in names if not _done(n, options.out)]
+    missing = ([f'--init {options.init}: no such file']
+               if options.init and not os.path.isfile(options.init) else [])
     for name in todo:
         missing += (_missing(lambda: _check_stage(name)) if name in stages.CONVERTED
                     else loop.missing_datasets(name))
-    if todo and todo[0] not in stages.CONVERTED and not args.init:
+    if todo and todo[0] not in stages.CONVERTED and not options.init:
         for parent in stages.parents(todo[0]):
-            missing += _missing(lambda: _require_output(parent, args.out))
+            missing += _missing(lambda: _require_output(parent, options.out))
     if missing:
         raise FileNotFoundError('nothing was run; first provide:\n  - ' +
                                 '\n  - '.join(dict.fromkeys(missing)))
-    clashes = [c for n in names if n not in stages.CONVERTED for c in _schedule_clash(n, args)]
+    clashes = [c for n in names if n not in stages.CONVERTED for c in _schedule_clash(n, options)]
     if clashes:
         raise ScheduleError('nothing was run:\n  - ' + '\n  - '.join(clashes))
     return todo
@@ -90,9 +108,9 @@ class BackendOptionError(ValueError):
     """An option the chosen backend does not have."""
 
 
-def _schedule_clash(name, args):
+def _schedule_clash(name, options):
     """A message if <out>/<name>/run.json records another schedule or init than this run's."""
-    record = loop.stage_dir(args.out, name) / 'run.json'
+    record = loop.stage_dir(options.out, name) / 'run.json'
     if not record.is_file():
         return []
     try:
@@ -101,12 +119,12 @@ def _schedule_clash(name, args):
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         return [f'{record} is damaged (not the JSON a stage writes); remove it, or the whole '
                 f'folder to retrain']
-    iterations, step = schedule(name, args.iterations, args.step)
+    iterations, step = schedule(name, options.iterations, options.step)
     if recorded != (iterations, step):
         return [f'{record.parent} holds a run of {recorded[0]} iterations scored every '
                 f'{recorded[1]}, not {iterations} every {step} as asked; pass the same '
                 f'--iterations/--step, or another --out, or remove the folder to retrain']
-    init = loop.describe_init(_initial_weights(name, args))
+    init = loop.describe_init(_initial_weights(name, options))
     if 'init' in run and run['init'] != init:
         return [f'{record.parent} holds a run started from {_paths(run["init"])}, not from '
                 f'{_paths(init)}; pass the same --init, or another --out, or remove the '
@@ -121,7 +139,7 @@ def _paths(init):
 def _check_stage(name):
     from weights import manifest
     from weights.convert import CONVERSIONS
-    manifest.require(CONVERSIONS[stages.CONVERTED[name]][2])
+    manifest.require(CONVERSIONS[stages.CONVERTED[name]].source)
 
 
 def _missing(check):
@@ -147,41 +165,55 @@ def _require_output(name, out):
                                 f'--init with the weights to start from.')
 
 
-def _initial_weights(name, args):
-    if args.init:
-        return args.init
+def _initial_weights(name, options):
+    if options.init:
+        return options.init
     inputs = []
     for parent in stages.parents(name):
         if parent in stages.CONVERTED:
             from weights import manifest
             inputs.append(str(manifest.weights_dir() / f'{parent}.caffemodel'))
         else:
-            inputs.append(str(loop.final_weights(args.out, parent)))
+            inputs.append(str(loop.final_weights(options.out, parent)))
     if not inputs:
         return None  # trained from its fillers
     return inputs[0] if len(inputs) == 1 else tuple(inputs)
 
 
-def run_stages(model_id, args):
-    for name in plan(model_id, args):
+class ConversionError(ValueError):
+    """Converting an ImageNet classifier into an FCN initialisation failed."""
+
+
+def run_stages(model_id, options):
+    """Run the stages `plan` picks for `model_id` under `options` (Options); returns the
+    final caffemodel of `model_id`."""
+    for name in plan(model_id, options):
         if name in stages.CONVERTED:
-            from weights.convert import main as convert
-            if convert(argparse.Namespace(classifier=stages.CONVERTED[name], input=None,
-                                          output=None, classifier_net=None, fcn_net=None,
-                                          quiet=True)):
-                raise RuntimeError(f'converting the ImageNet weights for {name} failed')
+            _convert(name)
             continue
-        iterations, step = schedule(name, args.iterations, args.step)
-        loop.train(name, _initial_weights(name, args), args.out, iterations, step,
-                   resume=args.resume if name == model_id else None,
-                   progress=not args.no_progress, keep=args.keep_snapshots)
+        loop.run_stage(name, _initial_weights(name, options), options.out,
+                       schedule(name, options.iterations, options.step),
+                       resume=options.resume if name == model_id else None,
+                       progress=options.progress, keep=options.keep_snapshots)
+    return loop.final_weights(options.out, model_id)
 
 
-def _engine_options(args):
+def _convert(name):
+    from weights.convert import convert_named
+    try:
+        convert_named(stages.CONVERTED[name])
+    except ValueError as e:
+        raise ConversionError(f'converting the ImageNet weights for {name} failed: {e}. '
+                              f'Check the classifier caffemodel (python -m weights.download) '
+                              f'or run `python -m weights.convert` alone to see its report.'
+                              ) from e
+
+
+def _engine_options(fast_math):
     """Fast math and torchrun's data parallelism are the engine's; pycaffe refuses them."""
     import backend
     if not backend.is_engine:
-        if args.fast_math:
+        if fast_math:
             raise BackendOptionError('--fast-math is an option of the caffe_torch engine; '
                                      'pycaffe computes in float32 only. Drop it, or unset '
                                      'FCN_BACKEND.')
@@ -190,29 +222,34 @@ def _engine_options(args):
                                      'caffe_torch engine; with pycaffe train on one GPU, or '
                                      'unset FCN_BACKEND.')
         return
-    backend.caffe.set_fast_math(args.fast_math)
+    backend.caffe.set_fast_math(fast_math)
     backend.extra('parallel').init_from_env()
 
 
 def main(args, model_id=None):
+    return execute(model_id or args.model, Options.from_args(args), args.gpu, args.fast_math)
+
+
+def execute(model_id, options, gpu=None, fast_math=False):
+    """Run `model_id`'s stages under `options` (Options) on `gpu` (None: the CPU); the exit
+    status: 0, 2 with the error's line on stderr, 130 when interrupted."""
     import backend
     from backend.files import FormatError
     from data_layers.base import BadDataError, DataLayerSetupError
     from surgery import SurgeryError
     from weights.manifest import ManifestError, UnknownWeightsError
-    model_id = model_id or args.model
-    args.out = args.out or loop.default_out()
     try:
-        if args.gpu is not None:  # under torchrun, each process takes its local rank's GPU
-            use_gpu(args.gpu + int(os.environ.get('LOCAL_RANK', '0')))
-        _engine_options(args)
-        run_stages(model_id, args)
+        if gpu is not None:  # under torchrun, each process takes its local rank's GPU
+            use_gpu(gpu + int(os.environ.get('LOCAL_RANK', '0')))
+        _engine_options(fast_math)
+        run_stages(model_id, options)
     except KeyboardInterrupt:
         print('interrupted; rerun the same command to resume from the newest snapshot',
               file=sys.stderr)
         return 130
     except (OSError, ManifestError, UnknownWeightsError, ScheduleError, GPUError,
-            BackendOptionError, FormatError, BadDataError, DataLayerSetupError,
+            BackendOptionError, ConversionError, FormatError, BadDataError,
+            DataLayerSetupError,
             SurgeryError, stages.InitWeightsError, *backend.input_errors()) as e:
         print(f'error: {str(e).strip(chr(39))}', file=sys.stderr)
         return 2

@@ -125,32 +125,25 @@ def overlay(out, gpu=None):
     from solve import infer
     voc = paths.dataset_dir('demo_voc')
     first = (voc / 'ImageSets' / 'Segmentation' / 'val.txt').read_text().split()[0]
-    return infer.main(infer.get_args_parser().parse_args(
-        ['--model', 'demo-fcn8s', '--weights', str(loop.final_weights(out, 'demo-fcn8s')),
-         '--out', str(out / 'demo-example'), str(voc / 'JPEGImages' / f'{first}.jpg')] +
-        (['--gpu', str(gpu)] if gpu is not None else [])))
+    return infer.guarded(infer.segment_files, 'demo-fcn8s',
+                         [voc / 'JPEGImages' / f'{first}.jpg'], out / 'demo-example',
+                         weights=loop.final_weights(out, 'demo-fcn8s'), gpu=gpu)
 
 
-def stage_args(args):
-    """The staged command's arguments for the demo's options."""
-    argv = ['--out', str(args.out)]
-    if args.iterations:
-        argv += ['--iterations', str(args.iterations)]
-    if args.gpu is not None:
-        argv += ['--gpu', str(args.gpu)]
-    return argv + (['--no-progress'] if args.no_progress else [])
+def stage_options(args, init=None):
+    """The staged command's options (solve.cli.Options) for the demo's."""
+    return cli.Options(out=args.out, init=None if init is None else str(init),
+                       iterations=args.iterations, progress=not args.no_progress)
 
 
 def train(args):
     """The staged command's exit status: the whole chain from scratch, or each FCN stage
     from the one before, FCN-32s from the shipped classifier."""
     if args.classifier == 'scratch':
-        return cli.main(cli.get_args_parser(STAGES[-1]).parse_args(stage_args(args)),
-                        STAGES[-1])
+        return cli.execute(STAGES[-1], stage_options(args), gpu=args.gpu)
     init = shipped_classifier()
     for stage in STAGES:
-        status = cli.main(cli.get_args_parser(stage).parse_args(
-            stage_args(args) + ['--init', str(init)]), stage)
+        status = cli.execute(stage, stage_options(args, init), gpu=args.gpu)
         if status:
             return status
         init = loop.final_weights(args.out, stage)

@@ -116,7 +116,7 @@ def preparers(dataset, model_id=None):
     if dataset != 'nyud':
         return {'data': _bgr(mean, spec['extra'].get('scale', 1.0))}
     prepare = {'color': _bgr(mean), 'hha': _hha, 'depth': _depth}
-    modality = MODELS[model_id]['build'].keywords.get('modalities') if model_id else None
+    modality = MODELS[model_id].modalities if model_id else None
     if modality in prepare:
         prepare['data'] = prepare[modality]
     return prepare
@@ -237,13 +237,15 @@ def histogram_lines(image_id, labels, dataset):
     return lines
 
 
-def load_net(args, model_id):
-    net_path = args.net or NETS / model_id / 'deploy.prototxt'
-    weights = args.weights or results.default_weights(model_id, args.out_root)
+def load_net(model_id, net_path=None, weights=None, out_root=None, gpu=None):
+    """The deploy net (default nets/<model>/deploy.prototxt) with `weights` (default: the
+    released or trained ones, results.default_weights), checked to fill every layer."""
+    net_path = net_path or NETS / model_id / 'deploy.prototxt'
+    weights = weights or results.default_weights(model_id, out_root)
     if not pathlib.Path(weights).is_file():
         raise FileNotFoundError(f'--weights {weights} does not exist')
-    if args.gpu is not None:
-        use_gpu(args.gpu)
+    if gpu is not None:
+        use_gpu(gpu)
     print(f'net {net_path}\nweights {weights}', file=sys.stderr)
     net = caffe.Net(str(net_path), caffe.TEST, weights=str(weights))
     check_weights(net, weights)
@@ -279,31 +281,42 @@ def check_weights(net, weights):
 
 
 def run(args):
-    dataset = MODELS[args.model]['dataset']
-    extras = parse_extras(args.extra)
-    files = list_images(args.images)
-    palette = make_palette(args.palette, dataset)
-    net = load_net(args, args.model)
-    check_inputs(net, args.model, dataset, extras)
-    prepare, first = preparers(dataset, args.model), net.inputs[0]
-    args.out.mkdir(parents=True, exist_ok=True)
+    segment_files(args.model, args.images, args.out, weights=args.weights, net_path=args.net,
+                  extra=args.extra, palette=args.palette, histogram=args.histogram,
+                  gpu=args.gpu, out_root=args.out_root, max_pixels=args.max_pixels)
+
+
+def segment_files(model_id, images, out, weights=None, net_path=None, extra=(),
+                  palette='dataset', histogram=False, gpu=None, out_root=None,
+                  max_pixels=MAX_PIXELS):
+    """Segment `images` (files or folders) with `model_id` into `out` (<id>.png and
+    <id>_overlay.png); the keywords are the command's options (`extra`: 'NAME=PATH'
+    strings). Raises InferError (and OSError, FormatError) with what to fix."""
+    dataset, out = MODELS[model_id].dataset, pathlib.Path(out)
+    extras = parse_extras(extra)
+    files = list_images(images)
+    palette = make_palette(palette, dataset)
+    net = load_net(model_id, net_path, weights, out_root, gpu)
+    check_inputs(net, model_id, dataset, extras)
+    prepare, first = preparers(dataset, model_id), net.inputs[0]
+    out.mkdir(parents=True, exist_ok=True)
     report = []
     with progress_bar(len(files), desc='segmenting') as bar:
         for image in files:
             arrays = {first: prepare[first](image)}
-            check_size(image, arrays[first].shape[1:], args.max_pixels)
+            check_size(image, arrays[first].shape[1:], max_pixels)
             for name, path in extras.items():
                 arrays[name] = prepare[name](extra_file(path, image, len(files) > 1))
             sizes = {name: a.shape[1:] for name, a in arrays.items()}
             if len(set(sizes.values())) > 1:
                 raise InferError(f'{image}: inputs differ in size (H, W): {sizes}')
             labels = segment(net, arrays)
-            save_outputs(args.out, image.stem, read_rgb(image), labels, palette,
+            save_outputs(out, image.stem, read_rgb(image), labels, palette,
                          background=0 if classes.has_background(dataset) else None)
-            if args.histogram:
+            if histogram:
                 report += histogram_lines(image.stem, labels, dataset)
             bar.update(1)
-    print('\n'.join(report + [f'wrote {len(files)} segmentation(s) to {args.out}']))
+    print('\n'.join(report + [f'wrote {len(files)} segmentation(s) to {out}']))
 
 
 def get_args_parser():
@@ -313,8 +326,8 @@ def get_args_parser():
     parser.add_argument('images', nargs='+', metavar='IMAGE_OR_FOLDER',
                         help='image files, or folders whose images are all segmented')
     parser.add_argument('--model', required=True, metavar='MODEL',
-                        choices=sorted(m for m, spec in MODELS.items()
-                                       if spec.get('task') != 'classification'),
+                        choices=sorted(m for m, recipe in MODELS.items()
+                                       if not recipe.is_classifier),
                         help='model id (nets/models.py): picks the deploy net, the mean, the '
                              'classes and the default weights')
     parser.add_argument('--weights', type=pathlib.Path, default=None,
@@ -344,8 +357,14 @@ def get_args_parser():
 
 
 def main(args):
+    return guarded(run, args)
+
+
+def guarded(function, *args, **kwargs):
+    """0 after function(*args, **kwargs), or 2 with the error's line on stderr (130 when
+    interrupted): what the command and solve.demo report."""
     try:
-        run(args)
+        function(*args, **kwargs)
     # OSError: an unwritable --out, a bad palette
     except (InferError, OSError, FormatError, GPUError, *backend.input_errors()) as e:
         print(f'error: {e}', file=sys.stderr)

@@ -20,6 +20,7 @@ import os
 import pathlib
 import re
 import time
+from typing import NamedTuple
 
 import atomic_files
 import backend
@@ -49,7 +50,7 @@ def final_weights(out_root, model_id):
 def missing_datasets(model_id):
     """How-to messages for each dataset the model reads that is not there, and for each
     split list its train and test layers read that its folder lacks."""
-    spec = DATASETS[MODELS[model_id]['dataset']]
+    spec = DATASETS[MODELS[model_id].dataset]
     messages = []
     for name in spec['requires']:
         try:
@@ -116,14 +117,39 @@ class ScheduleError(ValueError):
     """A schedule that does not fit the stage's folder or the snapshot resumed."""
 
 
-def train(model_id, init, out_root, iterations=None, step=None, resume=None, progress=True,
-          keep=None):
-    """Train `model_id` from the weights `init` (a path, or a tuple for fusion) for
-    `iterations`, scoring and snapshotting every `step` (and at the end); keep the newest
-    `keep` snapshots (None: all). Returns the final caffemodel's path."""
-    spec = MODELS[model_id]
-    step = step or spec['step']
-    iterations = iterations or spec['rounds'] * spec['step']
+class Schedule(NamedTuple):
+    """`iterations` in all, scored and snapshotted every `step` (and at the end)."""
+    iterations: int
+    step: int
+
+    @classmethod
+    def of(cls, model_id, iterations=None, step=None):
+        """The recipe's rounds x step, or `iterations` every `step` (default: the recipe's,
+        at most `iterations`); the last round is shorter where `step` does not divide."""
+        recipe = MODELS[model_id]
+        total = iterations or recipe.rounds * recipe.step
+        return cls(total, min(step or recipe.step, total))
+
+
+def model_id_of(recipe_or_model_id):
+    """The id under which a recipe is in nets/models.py's MODELS (its nets' folder)."""
+    if isinstance(recipe_or_model_id, str):
+        return recipe_or_model_id
+    found = [k for k, recipe in MODELS.items() if recipe is recipe_or_model_id]
+    if not found:
+        raise ValueError('the recipe is not in nets/models.py\'s MODELS, so it has no nets; '
+                         'add it there and run `make nets`')
+    return found[0]
+
+
+def run_stage(recipe_or_model_id, init, out_root, schedule=None, resume=None, progress=True,
+              keep=None):
+    """Train a model (its Recipe or id) from the weights `init` (a path, or a tuple for
+    fusion) under `schedule` (a Schedule; None: the recipe's), keeping the newest `keep`
+    snapshots (None: all). Returns the final caffemodel's path, the next stage's init.
+    The one way to train a stage: solve.cli and solve.demo call it."""
+    model_id = model_id_of(recipe_or_model_id)
+    iterations, step = schedule or Schedule.of(model_id)
     folder = stage_dir(out_root, model_id)
     folder.mkdir(parents=True, exist_ok=True)
     refuse_links_out(folder, model_id)
@@ -284,24 +310,20 @@ def prune(folder, keep):
 
 
 def heads(model_id):
-    """(head, score blob, label blob, loss blob) of each output a model is scored on; a
-    classifier's 'pixel' metrics are over images (pixel accuracy is top-1 accuracy)."""
-    if MODELS[model_id].get('task') == 'classification':
-        return [('class', 'fc8', 'label', 'loss')]
-    if MODELS[model_id]['dataset'] == 'siftflow':
-        return [('sem', 'score_sem', 'sem', 'loss'), ('geo', 'score_geo', 'geo', 'loss_geo')]
-    return [('score', 'score', 'label', 'loss')]
+    """The outputs a model is scored on (nets.recipe.Head: head, score, label, loss blobs);
+    a classifier's 'pixel' metrics are over images (pixel accuracy is top-1 accuracy)."""
+    return MODELS[model_id].heads
 
 
 def seg_tests(model_id, solver, progress=True):
     """Score the test net on the whole test split, each head on its labels; SIFT Flow's
     semantic head over the classes present in the test set, as the paper does."""
-    spec, results = MODELS[model_id], []
-    for head, score_blob, label_blob, loss_blob in heads(model_id):
-        metrics = score.seg_tests(solver, spec['test_iter'], score_blob, label_blob,
-                                  loss_blob=loss_blob, progress=progress,
-                                  present_only=head == 'sem')
-        results.append((head, metrics))
+    results = []
+    for head in heads(model_id):
+        metrics = score.seg_tests(solver, MODELS[model_id].test_iter, head.score, head.label,
+                                  loss_blob=head.loss, progress=progress,
+                                  present_only=head.present_only)
+        results.append((head.head, metrics))
     return results
 
 

@@ -58,7 +58,7 @@ def from_scores(model_id, root=None):
     values = {k: 100 * main[k] for k in METRICS if main.get(k) is not None}
     if 'geo' in last and last['geo'].get('pixel_accuracy') is not None:
         values['geom_accuracy'] = 100 * last['geo']['pixel_accuracy']
-    elif MODELS[model_id]['dataset'] == 'siftflow':
+    elif any(head.label == 'geo' for head in MODELS[model_id].heads):
         values.update(_geo_from_log(model_id, root, main['iteration']))
     return Measured(values, f'trained{_fast_math_note(model_id, root)}, scores.csv '
                             f'iteration {main["iteration"]}')
@@ -101,8 +101,8 @@ def pick_weights(model_id, use, root=None):
 def evaluate(model_id, use='auto', root=None, limit=None, weights=None):
     """Score weights on the model's test split with its val.prototxt (percent): `weights`
     (a caffemodel, e.g. a snapshot) if given, else those `use` picks."""
-    spec = MODELS[model_id]
-    needs = results.missing_datasets(results.eval_datasets(spec['dataset']))
+    recipe = MODELS[model_id]
+    needs = results.missing_datasets(results.eval_datasets(recipe.dataset))
     needs = {f'dataset {k}': v for k, v in needs.items()}
     if weights is not None:
         weights, why = ((weights, f'weights {weights}') if weights.is_file() else
@@ -113,23 +113,22 @@ def evaluate(model_id, use='auto', root=None, limit=None, weights=None):
         needs.update(why)
     if needs:
         return Measured(needs=needs)
-    count = min(limit or spec['test_iter'], spec['test_iter'])
+    count = min(limit or recipe.test_iter, recipe.test_iter)
     values = {}
-    for head, score_blob, label_blob, loss_blob in loop.heads(model_id):
-        present_only = head == 'sem'  # the paper's SIFT Flow rule
+    for head in loop.heads(model_id):
         # a fresh net per head, so that each pass starts at the split's first image
         net = caffe.Net(str(NETS / model_id / 'val.prototxt'), caffe.TEST, weights=str(weights))
         check_weights(net, weights)
-        metrics, _, _ = score.evaluate(net, count, score_blob, label_blob, loss_blob,
-                                       present_only=present_only)
+        metrics, _, _ = score.evaluate(net, count, head.score, head.label, head.loss,
+                                       present_only=head.present_only)
         del net
         gc.collect()
-        if label_blob == 'geo':
+        if head.label == 'geo':
             values['geom_accuracy'] = 100 * metrics.pixel_accuracy
         else:
             values.update({k: 100 * getattr(metrics, k) for k in METRICS})
-    limited = f', first {count} of {spec["test_iter"]} images' if count < spec['test_iter'] \
-        else ''
+    limited = (f', first {count} of {recipe.test_iter} images' if count < recipe.test_iter
+               else '')
     return Measured(values, f'{why}, evaluated here{limited}')
 
 

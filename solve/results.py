@@ -125,8 +125,7 @@ def missing_datasets(names):
 def training_needs(model_id, root=None):
     """{'dataset X' | 'weights Y' | 'stage Z': how-to} of what training `model_id` lacks:
     its datasets and its initialisation (a manifest entry or an earlier stage's output)."""
-    spec = MODELS[model_id]
-    missing = missing_datasets(DATASETS[spec['dataset']]['requires'])
+    missing = missing_datasets(DATASETS[MODELS[model_id].dataset]['requires'])
     needs = {f'dataset {name}': message for name, message in missing.items()}
     for init in stages.parents(model_id):
         if init in MODELS:

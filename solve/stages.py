@@ -5,12 +5,14 @@
     demo-classifier (from scratch) -> demo-fcn32s -> ...     (transplant: fc6/fc7 reshaped)
     vgg16-fcn -> nyud-fcn32s-color-d                         (conv1_1 -> conv1_1_bgrd surgery)
     nyud-fcn32s-color + nyud-fcn32s-hha -> nyud-fcn32s-color-hha   (transplant per stream)
-The chain of a model is read from nets/models.py's `init` column.
+The chain of a model is read from its recipe's `parents`, the surgery from its `init` kind
+(nets/recipe.py's Init).
 """
 import logging
 
 from nets.generate import NETS
-from nets.models import FROM_SCRATCH, MODELS
+from nets.models import MODELS
+from nets.recipe import Init
 from surgery import color_d, interp, params_of, transfer, transplant
 from surgery.transplants import COPIED, RESHAPED
 
@@ -21,8 +23,7 @@ CONVERTED = {'vgg16-fcn': 'vgg16', 'alexnet-fcn': 'caffenet', 'googlenet-fcn': '
 def parents(model_id):
     """The models (or converted ILSVRC initialisations) `model_id` starts from; none for a
     net trained from its fillers."""
-    init = MODELS[model_id]['init']
-    return [] if init == FROM_SCRATCH else [p.strip() for p in init.split('+')]
+    return list(MODELS[model_id].parents)
 
 
 def chain(model_id):
@@ -50,24 +51,52 @@ def initialise(model_id, net, init):
     if init is None:
         log.info('%s starts from its fillers', model_id)
         return
-    reports = []
-    if isinstance(init, (list, tuple)):
-        for stream, weights in zip(('color', 'hha'), init):
-            reports.append(transplant(net, params_of(weights), suffix=stream, verbose=False))
-            log.info('transplanting %s into the %s stream\n%s', weights, stream, reports[-1])
-    elif any(MODELS.get(p, {}).get('task') == 'classification' for p in parents(model_id)):
-        reports.append(transplant(net, params_of(init), verbose=False))
-        log.info('transplanted the classifier %s (fc -> conv)\n%s', init, reports[-1])
-    elif model_id.endswith('color-d'):
-        reports.append(transplant(net, params_of(init), verbose=False))
-        color_d(net, params_of(init))
-        log.info('transplanted %s; conv1_1_bgrd from conv1_1 and its mean\n%s', init,
-                 reports[-1])
-    else:
-        reports.append(transfer(net, init, verbose=False))
-        log.info('initialised from %s\n%s', init, reports[-1])
+    kind = MODELS[model_id].init
+    if kind in (Init.FUSION, Init.FILLERS) and not isinstance(init, (list, tuple)):
+        kind = Init.COPY  # one caffemodel (--init): this net's own weights, copied by name
+    reports = _SURGERY[kind](model_id, net, init)
     _check_complete(model_id, init, reports)
     _check_finite(net, init)
+
+
+def _fusion(model_id, net, init):
+    """Each parent's weights into its stream, fc6/fc7 transplanted, names suffixed."""
+    reports = []
+    for stream, weights in zip(MODELS[model_id].streams, init):
+        reports.append(transplant(net, params_of(weights), suffix=stream, verbose=False))
+        log.info('transplanting %s into the %s stream\n%s', weights, stream, reports[-1])
+    return reports
+
+
+def _transplant(model_id, net, init):
+    report = transplant(net, params_of(_single(model_id, init)), verbose=False)
+    log.info('transplanted the classifier %s (fc -> conv)\n%s', init, report)
+    return [report]
+
+
+def _color_d(model_id, net, init):
+    report = transplant(net, params_of(_single(model_id, init)), verbose=False)
+    color_d(net, params_of(init))
+    log.info('transplanted %s; conv1_1_bgrd from conv1_1 and its mean\n%s', init, report)
+    return [report]
+
+
+def _copy(model_id, net, init):
+    report = transfer(net, _single(model_id, init), verbose=False)
+    log.info('initialised from %s\n%s', init, report)
+    return [report]
+
+
+def _single(model_id, init):
+    """One caffemodel: a single-stream recipe has one parent."""
+    if isinstance(init, (list, tuple)):
+        raise InitWeightsError(f'{model_id} starts from one caffemodel, not {_names(init)}; '
+                               f'pass only the weights of {" + ".join(parents(model_id))}')
+    return init
+
+
+_SURGERY = {Init.FUSION: _fusion, Init.TRANSPLANT: _transplant, Init.COLOR_D: _color_d,
+            Init.COPY: _copy}
 
 
 def _check_finite(net, init):
@@ -111,13 +140,14 @@ def required_layers(model_id):
 
 
 def _suffixes(model_id):
-    return ('color', 'hha') if len(parents(model_id)) == 2 else ('',)
+    """The layer-name suffix each parent's layers take in `model_id`'s net."""
+    return MODELS[model_id].streams
 
 
 def _parent_net(parent):
     if parent in CONVERTED:
         from weights.convert import CONVERSIONS
-        return NETS / CONVERSIONS[CONVERTED[parent]][0]
+        return NETS / CONVERSIONS[CONVERTED[parent]].classifier_net
     return NETS / parent / 'train.prototxt'
 
 

@@ -15,19 +15,31 @@ Examples:
 import argparse
 import pathlib
 import sys
+from typing import NamedTuple
 
 from backend import files
 
 NETS = pathlib.Path(__file__).resolve().parent.parent / 'nets'
 
-# classifier: (its deploy net, the FCN it initialises, manifest name in, name out)
+
+
+class Conversion(NamedTuple):
+    """A released classifier and the FCN initialisation made from it: nets relative to
+    nets/, weights by their manifest names."""
+    classifier_net: str     # its deploy net
+    fcn_net: str            # the FCN whose layers receive the weights
+    source: str             # manifest name of the classifier's caffemodel
+    output: str             # manifest name of the initialisation written
+
+
 CONVERSIONS = {
-    'vgg16': ('ilsvrc-nets/vgg16-ilsvrc-deploy.prototxt', 'voc-fcn32s/deploy.prototxt',
-              'vgg16-ilsvrc', 'vgg16-fcn'),
-    'caffenet': ('ilsvrc-nets/caffenet-ilsvrc-deploy.prototxt',
-                 'voc-fcn-alexnet/deploy.prototxt', 'caffenet-ilsvrc', 'alexnet-fcn'),
-    'googlenet': ('ilsvrc-nets/googlenet-ilsvrc-deploy.prototxt',
-                  'voc-fcn-googlenet/deploy.prototxt', 'googlenet-ilsvrc', 'googlenet-fcn'),
+    'vgg16': Conversion('ilsvrc-nets/vgg16-ilsvrc-deploy.prototxt',
+                        'voc-fcn32s/deploy.prototxt', 'vgg16-ilsvrc', 'vgg16-fcn'),
+    'caffenet': Conversion('ilsvrc-nets/caffenet-ilsvrc-deploy.prototxt',
+                           'voc-fcn-alexnet/deploy.prototxt', 'caffenet-ilsvrc', 'alexnet-fcn'),
+    'googlenet': Conversion('ilsvrc-nets/googlenet-ilsvrc-deploy.prototxt',
+                            'voc-fcn-googlenet/deploy.prototxt', 'googlenet-ilsvrc',
+                            'googlenet-fcn'),
 }
 
 
@@ -70,12 +82,26 @@ def _resolve(args):
             raise SystemExit(f'custom conversion needs --{", --".join(missing)}'.replace('_',
                                                                                          '-'))
         return args.classifier_net, args.fcn_net, args.input, args.output
-    classifier_net, fcn_net, name_in, name_out = CONVERSIONS[args.classifier]
+    return named(args.classifier, args.classifier_net, args.fcn_net, args.input, args.output)
+
+
+def named(classifier, classifier_net=None, fcn_net=None, source=None, output=None):
+    """(classifier net, FCN net, source weights, output) of CONVERSIONS[classifier], each
+    taken from the arguments where given; the source must be in the weights folder."""
+    conversion = CONVERSIONS[classifier]
     from weights import manifest
-    source = args.input or manifest.require(name_in)
-    output = args.output or manifest.weights_dir() / f'{name_out}.caffemodel'
-    return (args.classifier_net or NETS / classifier_net, args.fcn_net or NETS / fcn_net,
-            source, output)
+    return (classifier_net or NETS / conversion.classifier_net,
+            fcn_net or NETS / conversion.fcn_net,
+            source or manifest.require(conversion.source),
+            output or manifest.weights_dir() / f'{conversion.output}.caffemodel')
+
+
+def convert_named(classifier, verbose=False):
+    """Convert the released classifier `classifier` (a key of CONVERSIONS) into its FCN
+    initialisation in the weights folder; returns the file written."""
+    classifier_net, fcn_net, source, output = named(classifier)
+    convert(classifier_net, fcn_net, source, output, verbose=verbose)
+    return pathlib.Path(output)
 
 
 def get_args_parser():

@@ -12,7 +12,7 @@ from nets.classifiers import CLASSIFIERS
 from nets.models import DEMO_NET, MODELS
 from nets.vgg import first_pad
 
-ALL = sorted(m for m in MODELS if MODELS[m].get('task') != 'classification')   # the FCNs
+ALL = sorted(m for m in MODELS if not MODELS[m].is_classifier)   # the FCNs
 CROPS = {  # the reference's offsets, fcn-facts §1.2 (score_pool4c, score_pool3c, score)
     32: {'score': 19}, 16: {'score_pool4c': 5, 'score': 27},
     8: {'score_pool4c': 5, 'score_pool3c': 9, 'score': 31}}
@@ -91,7 +91,7 @@ def test_fcn_conventions(model_id):
             assert layer.dropout_param.dropout_ratio == pytest.approx(expected)
         if layer.type == 'SoftmaxWithLoss':
             assert layer.loss_param.ignore_label == 255
-            assert layer.loss_param.normalize == MODELS[model_id]['normalized']
+            assert layer.loss_param.normalize == MODELS[model_id].normalized
     first_conv = next(l for l in param.layer if l.type == 'Convolution')
     pad = first_pad(DEMO_NET['fc6_size']) if model_id.startswith('demo-') else 100
     assert list(first_conv.convolution_param.pad) == [pad]
@@ -181,7 +181,7 @@ def test_train_and_val_nets_build_and_run_on_real_formats(model_id, split, datas
             label = net.blobs[net.bottom_names[name][1]].data
             valid = int(((label >= 0) & (label < 255)).sum())
             classes = net.blobs[score].shape[1]
-            normalizer = valid if MODELS[model_id]['normalized'] else 1
+            normalizer = valid if MODELS[model_id].normalized else 1
             expected = valid * np.log(classes) / max(normalizer, 1)
             assert float(net.blobs[name].data) == pytest.approx(expected, rel=1e-4)
 
@@ -240,3 +240,40 @@ def test_first_pad_follows_fc6(fc6_size, pad):
 def test_first_pad_refuses_sizes_without_room(fc6_size):
     with pytest.raises(ValueError, match='fc6_size must be an int from 4 to 7'):
         first_pad(fc6_size)
+
+
+def test_every_recipes_parents_exist_and_fit_its_init_kind():
+    """A recipe starts from models of MODELS or converted ILSVRC initialisations, and how
+    it starts (its Init) fits them: FILLERS none, FUSION one stream per parent, TRANSPLANT
+    a classifier recipe or a converted one, COLOR_D a converted one, COPY a net of its
+    own kind (an FCN, or the converted trunk)."""
+    from nets.recipe import Init
+    from solve.stages import CONVERTED
+    for model_id, recipe in MODELS.items():
+        assert all(p in MODELS or p in CONVERTED for p in recipe.parents), model_id
+        kind = recipe.init
+        if kind is Init.FILLERS:
+            assert recipe.parents == () and recipe.is_classifier, model_id
+        elif kind is Init.FUSION:
+            assert len(recipe.parents) == 2 == len(set(recipe.streams)), model_id
+            assert all(p in MODELS and not MODELS[p].is_classifier for p in recipe.parents)
+        elif kind is Init.TRANSPLANT:
+            (parent,) = recipe.parents
+            assert parent in CONVERTED or MODELS[parent].is_classifier, model_id
+        elif kind is Init.COLOR_D:
+            assert recipe.parents[0] in CONVERTED and recipe.modalities == 'color-d', model_id
+        else:
+            assert kind is Init.COPY and len(recipe.parents) == 1, model_id
+            (parent,) = recipe.parents
+            assert parent in CONVERTED or not MODELS[parent].is_classifier, model_id
+
+
+def test_recipe_refuses_parents_that_do_not_fit_its_init():
+    """A FUSION recipe with one parent (or a COPY with two) fails where it is written."""
+    import dataclasses
+    from nets.recipe import Init
+    recipe = MODELS['nyud-fcn32s-color-hha']
+    with pytest.raises(ValueError, match='FUSION recipe starts from 2 parent'):
+        dataclasses.replace(recipe, parents=('nyud-fcn32s-color',))
+    with pytest.raises(ValueError, match='COPY recipe starts from 1 parent'):
+        dataclasses.replace(recipe, init=Init.COPY)

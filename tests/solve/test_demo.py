@@ -50,3 +50,30 @@ def test_damaged_shipped_classifier_is_refused(tmp_path, monkeypatch, damage, me
     with pytest.raises(demo.DemoDataError, match=message) as info:
         demo.shipped_classifier()
     assert '--classifier scratch' in str(info.value) and 'git checkout' in str(info.value)
+
+
+def test_demo_calls_the_stages_and_infer_as_functions(tmp_path, monkeypatch):
+    """The demo runs each stage through solve.cli.execute with typed Options (FCN-32s from
+    the shipped classifier, each next stage from the last's result) and segments through
+    infer.segment_files: no argv is built, so a renamed flag cannot break it at run time."""
+    import argparse
+    from solve import cli, infer, loop
+    calls = []
+    monkeypatch.setattr(cli, 'execute', lambda model_id, options, gpu=None:
+                        calls.append((model_id, options, gpu)) or 0)
+    args = argparse.Namespace(classifier='shipped', out=tmp_path, iterations=3, gpu=None,
+                              no_progress=True)
+    assert demo.train(args) == 0
+    assert [c[0] for c in calls] == list(demo.STAGES)
+    assert all(isinstance(c[1], cli.Options) and c[1].iterations == 3 and not c[1].progress
+               for c in calls)
+    assert calls[0][1].init == str(demo.SHIPPED)
+    assert calls[1][1].init == str(loop.final_weights(tmp_path, 'demo-fcn32s'))
+    seen = {}
+    monkeypatch.setattr(infer, 'segment_files', lambda model_id, images, out, **kw:
+                        seen.update(model=model_id, out=out, **kw))
+    monkeypatch.setattr(demo.paths, 'dataset_dir', lambda name: tmp_path)
+    (tmp_path / 'ImageSets' / 'Segmentation').mkdir(parents=True)
+    (tmp_path / 'ImageSets' / 'Segmentation' / 'val.txt').write_text('a\n')
+    assert demo.overlay(tmp_path) == 0
+    assert seen['model'] == 'demo-fcn8s' and seen['out'] == tmp_path / 'demo-example'

@@ -69,7 +69,7 @@ def test_bad_labels_are_one_error_line(tiny_demo, capsys, damage, says):
 def test_ctrl_c_says_how_to_resume(tiny_demo, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr(loop, 'train', interrupted)
+    monkeypatch.setattr(loop, 'run_stage', interrupted)
     assert _train(tiny_demo / 'out') == 130
     assert 'interrupted; rerun the same command to resume' in capsys.readouterr().err
 
@@ -183,3 +183,20 @@ def test_a_damaged_snapshot_says_what_to_delete(tiny_demo, capsys):
     assert 'cannot resume from' in err and 'The snapshot is damaged' in err
     assert 'delete it and its .caffemodel to resume from the one before' in err
     assert 'download it again' not in err
+
+
+@pytest.mark.parametrize('model_id, init, kind', [
+    ('demo-fcn32s', 'w', 'TRANSPLANT'), ('demo-fcn16s', 'w', 'COPY'),
+    ('nyud-fcn32s-color-d', 'w', 'COLOR_D'), ('nyud-fcn32s-color-hha', ('a', 'b'), 'FUSION'),
+    ('nyud-fcn32s-color-hha', 'w', 'COPY'), ('demo-classifier', 'w', 'COPY')])
+def test_initialise_follows_the_recipes_init_kind(monkeypatch, model_id, init, kind):
+    """The surgery is the recipe's Init (one caffemodel given to a fusion net or a net of
+    fillers is that net's own weights: copied by name), never read from the model's name."""
+    from nets.recipe import Init
+    done = []
+    monkeypatch.setattr(stages, '_SURGERY', {k: (lambda m, net, w, k=k: done.append(k) or [])
+                                             for k in Init})
+    monkeypatch.setattr(stages, '_check_complete', lambda *a: None)
+    monkeypatch.setattr(stages, '_check_finite', lambda *a: None)
+    stages.initialise(model_id, None, init)
+    assert done == [Init[kind]]

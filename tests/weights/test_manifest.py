@@ -52,7 +52,7 @@ def test_every_model_has_released_weights_or_a_reason(manifest):
 def test_unreleased_models_are_ours_or_have_an_empty_url_file(manifest):
     """Only the toolkit's own recipes and nyud-fcn32s-color-d (empty caffemodel-url) lack
     released weights."""
-    ours = {k for k, spec in MODELS.items() if spec.get('ours')}
+    ours = {k for k, recipe in MODELS.items() if recipe.ours}
     assert set(manifest.not_released) == ours | {'nyud-fcn32s-color-d'}
 
 
@@ -62,7 +62,7 @@ def test_init_for_matches_the_models_initialisation(manifest):
     for entry in manifest.entries.values():
         if entry['kind'] != 'derived':
             continue
-        users = sorted(k for k, spec in MODELS.items() if spec['init'] == entry['name'])
+        users = sorted(k for k, recipe in MODELS.items() if recipe.parents == (entry['name'],))
         assert entry['init_for'] == users, entry['name']
         assert manifest.entries[entry['from']]['init_for'] == users, entry['from']
         assert entry['produced_by'].startswith('python -m weights.convert')
@@ -71,14 +71,14 @@ def test_init_for_matches_the_models_initialisation(manifest):
 def test_every_init_is_a_model_or_a_manifest_file(manifest):
     """Each model's init is an earlier model, a late-fusion pair of models, or a manifest
     entry that some command produces; only a classifier starts from its fillers."""
-    for name, spec in MODELS.items():
-        if spec['init'] == FROM_SCRATCH:
-            assert spec['task'] == 'classification', name
+    for name, recipe in MODELS.items():
+        if not recipe.parents:
+            assert recipe.is_classifier and recipe.init_display == FROM_SCRATCH, name
             continue
-        parts = spec['init'].split(' + ')
-        if all(p in MODELS for p in parts):
+        if all(p in MODELS for p in recipe.parents):
             continue
-        assert manifest.get(spec['init'])['kind'] == 'derived', name
+        (parent,) = recipe.parents
+        assert manifest.get(parent)['kind'] == 'derived', name
 
 
 def test_known_sha1_are_40_hex_and_have_a_source(manifest):
