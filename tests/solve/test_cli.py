@@ -127,3 +127,30 @@ def test_complete_datasets_pass_the_preflight(empty, monkeypatch):
     assert {m: loop.missing_datasets(m) for m in MODELS} == {m: [] for m in MODELS}
     (data / 'voc' / 'ImageSets' / 'Segmentation' / 'seg11valid.txt').unlink()
     assert 'seg11valid.txt is missing' in loop.missing_datasets('voc-fcn8s')[0]
+
+
+def test_converted_stages_call_the_conversion_function(monkeypatch):
+    """A converted initialisation in a chain is made by weights.convert.convert_named (no
+    argv for convert's command); its failure is a ConversionError that says what to do."""
+    from weights import convert
+    asked = []
+    monkeypatch.setattr(convert, 'convert_named', lambda name: asked.append(name))
+    cli._convert('alexnet-fcn')
+    assert asked == ['caffenet']
+
+    def broken(name):
+        raise ValueError('no layer fc6')
+    monkeypatch.setattr(convert, 'convert_named', broken)
+    with pytest.raises(cli.ConversionError, match='vgg16-fcn failed: no layer fc6'):
+        cli._convert('vgg16-fcn')
+
+
+def test_run_stage_takes_a_recipe_or_its_id():
+    """loop.run_stage names a stage by its id or by its Recipe (found in MODELS); a recipe
+    that is not in MODELS has no nets and is refused with how to add it."""
+    import dataclasses
+    from solve import loop
+    assert loop.model_id_of(MODELS['voc-fcn16s']) == 'voc-fcn16s' == loop.model_id_of('voc-fcn16s')
+    with pytest.raises(ValueError, match='add it there and run `make nets`'):
+        loop.model_id_of(dataclasses.replace(MODELS['voc-fcn16s'], base_lr=1))
+    assert loop.Schedule.of('voc-fcn32s') == loop.Schedule(100000, 4000)
