@@ -50,7 +50,8 @@ def readme(model_id, recipe):
             f'{_input_words(recipe)}'
             f'- Expected: {recipe.expected}.\n'
             f'- Files: train.prototxt, val.prototxt (test split, sequential), '
-            f'deploy.prototxt ({_deploy_words(recipe)}), solver.prototxt.\n')
+            f'deploy.prototxt ({_deploy_words(recipe)}), solver.prototxt.\n'
+            + ((NETS / recipe.notes).read_text(encoding='utf-8') if recipe.notes else ''))
 
 
 def _input_words(recipe):

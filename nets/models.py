@@ -74,7 +74,8 @@ def _demo_fcn(stride, parent, mean_iu):
                   DEMO_LR * (SKIP_PACE if skip else 1), (parent,),
                   Init.COPY if skip else Init.TRANSPLANT,
                   f'demo val mean IU {mean_iu} (seed 0; solve/demo.py)',
-                  lr_rule=PIXEL_RULE + (f', x {SKIP_PACE:g} for the skips\' pace' if skip else ''))
+                  lr_rule=PIXEL_RULE + (f', x {SKIP_PACE:g} for the skips\' pace' if skip else ''),
+                  notes='demo_recipe.md')
 
 
 def _model(family, build, base_lr, parents, init, expected, **extra):

@@ -69,6 +69,7 @@ class Recipe:
     ours: bool = False
     origin: Optional[str] = None
     lr_rule: Optional[str] = None
+    notes: Optional[str] = None  # a Markdown file under nets/ its README ends with
     task: str = 'segmentation'
     streams: tuple = ('',)
 
