@@ -64,7 +64,7 @@ check-proto: proto  ## regenerate caffe_pb2.py and fail if it differs from the c
 	git diff --exit-code caffe_torch/proto/caffe_pb2.py
 
 lint:  ## enforce the size budget: library modules of at most 400 lines
-	$(PYTHON) -m caffe_torch.tools.size_budget caffe_torch backend benchmarks nets data_layers solve surgery weights
+	$(PYTHON) -m caffe_torch.tools.size_budget caffe_torch atomic_files backend benchmarks downloads nets data_layers solve surgery weights
 
 clean:  ## remove caches, outputs and the demo's generated data
 	rm -rf out data/demo .pytest_cache build *.egg-info

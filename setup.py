@@ -8,7 +8,8 @@ setup(
                  "Caffe's exact semantics on PyTorch"),
     python_requires='>=3.10',
     packages=find_packages(include=['caffe_torch', 'caffe_torch.*', 'atomic_files', 'backend',
-                                    'nets', 'data_layers', 'solve', 'surgery', 'weights']),
+                                    'downloads', 'nets', 'data_layers', 'solve', 'surgery',
+                                    'weights']),
     package_data={'caffe_torch.proto': ['caffe.proto'],
                   'weights': ['manifest.json', 'demo-classifier.caffemodel']},
     install_requires=[

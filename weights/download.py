@@ -8,20 +8,16 @@ never holds a partial or corrupt file. Files already present and verified are sk
 Failures print what to fetch, from where and where to put it, and the exit status is 2.
 """
 import argparse
-import http.client
 import os
 import pathlib
-import re
 import sys
-import time
-import urllib.error
-import urllib.request
 
+import downloads
+from downloads import DownloadError
 from weights import manifest as mf
 
-CHUNK = 1 << 20
 FAILED = 2
-MB = 1e6
+MB = downloads.MB
 EXAMPLES = """examples:
   python -m weights.download --list                 what the manifest holds, what is here
   python -m weights.download vgg16-ilsvrc           the classifier FCN-VGG16 starts from
@@ -29,10 +25,6 @@ EXAMPLES = """examples:
   python -m weights.download --all                  every file that has a URL
   FCN_WEIGHTS=/data/caffemodels python -m weights.download fcn32s-heavy-pascal
 """
-
-
-class DownloadError(RuntimeError):
-    """A file could not be fetched or verified; the message says what to do instead."""
 
 
 def fetch(entry, folder, timeout=60.0, out=None):
@@ -90,100 +82,13 @@ def _present(entry, final, out):
 
 
 def _transfer(entry, part, final, timeout, out):
-    """Stream the URL into `part`, resuming it if possible; return the server's total."""
-    offset = part.stat().st_size if part.exists() else 0
-    if entry['size'] is not None and offset >= entry['size']:
-        if offset == entry['size']:
-            return entry['size']
-        part.unlink()
-        offset = 0
+    """Stream the URL into `part` (downloads.transfer); unreachable: say where else to get it."""
     try:
-        response = _open(entry['url'], offset, timeout)
-    except urllib.error.HTTPError as e:
-        if e.code != 416 or not offset:
-            raise DownloadError(offline_message(entry, final, f'HTTP {e.code} {e.reason}'))
-        print(f'{entry["name"]}: the server refused to resume at byte {offset}; restarting',
-              file=out)
-        part.unlink()
-        return _transfer(entry, part, final, timeout, out)
-    except (urllib.error.URLError, OSError) as e:
-        raise DownloadError(offline_message(entry, final, getattr(e, 'reason', e)))
-    with response:
-        offset, total = _resume_point(entry, response, offset, part, out)
-        start, progress = time.monotonic(), _progress(entry['name'], offset, total, out)
-        with open(part, 'ab' if offset else 'wb') as f:
-            for block in iter(lambda: _read(entry, response, part, progress), b''):
-                _write(entry, f, block, part, progress)
-                progress.update(len(block))
-            _write(entry, f, None, part, progress)
-            done = f.tell()
-        progress.close()
-    seconds = max(time.monotonic() - start, 1e-6)
-    print(f'{entry["name"]}: {(done - offset) / MB:.1f} MB in {seconds:.1f} s '
-          f'({(done - offset) / MB / seconds:.1f} MB/s)', file=out)
-    return total
-
-
-def _read(entry, response, part, progress):
-    try:
-        return response.read(CHUNK)
-    except (OSError, http.client.HTTPException) as e:
-        progress.close()
-        raise DownloadError(f'{entry["name"]}: the connection broke ({e}); {part} keeps '
-                            f'what arrived. Run the command again to resume.') from None
-
-
-def _write(entry, f, block, part, progress):
-    """Write `block` (None: flush to disk); a failing disk is said to be the disk's."""
-    try:
-        if block is None:
-            f.flush()
-            os.fsync(f.fileno())
-        else:
-            f.write(block)
-    except OSError as e:
-        progress.close()
-        raise DownloadError(f'{entry["name"]}: cannot write {part}: {e.strerror or e} (disk '
-                            f'full or not writable?). Free space or pass --dest, then run '
-                            f'the command again to resume.') from None
-
-
-def _open(url, offset, timeout):
-    headers = {'User-Agent': 'fcn-caffe-torch weights.download'}
-    if offset:
-        headers['Range'] = f'bytes={offset}-'
-    return urllib.request.urlopen(urllib.request.Request(url, headers=headers),
-                                  timeout=timeout)
-
-
-def _resume_point(entry, response, offset, part, out):
-    """(offset to write from, total size or None), after checking the server's answer."""
-    status = response.status
-    if offset and status == 206:
-        span = re.fullmatch(r'bytes (\d+)-\d+/(\d+|\*)',
-                            response.headers.get('Content-Range', '').strip())
-        if not span or int(span[1]) != offset:
-            raise DownloadError(
-                f'{entry["name"]}: asked {entry["url"]} for bytes {offset}- and got '
-                f'Content-Range {response.headers.get("Content-Range")!r}. Delete {part} '
-                f'and run the command again to download from the start.')
-        total = None if span[2] == '*' else int(span[2])
-        print(f'{entry["name"]}: resuming at byte {offset}', file=out)
-    elif status == 200:
-        if offset:
-            print(f'{entry["name"]}: the server ignored the Range request (answered 200); '
-                  f'restarting from byte 0', file=out)
-        offset = 0
-        length = response.headers.get('Content-Length')
-        total = int(length) if length and length.isdigit() else None
-    else:
-        raise DownloadError(f'{entry["name"]}: {entry["url"]} answered HTTP {status}, '
-                            f'expected 200 or 206')
-    if None not in (total, entry['size']) and total != entry['size']:
-        raise DownloadError(
-            f'{entry["name"]}: {entry["url"]} serves {total} bytes where the manifest records '
-            f'{entry["size"]}: a different file, so it was not downloaded.')
-    return offset, total if total is not None else entry['size']
+        return downloads.transfer(entry['name'], entry['url'], part, entry['size'], timeout,
+                                  out, again=f'Run `python -m weights.download {entry["name"]}` '
+                                             f'again')
+    except downloads.UnreachableError as e:
+        raise DownloadError(offline_message(entry, final, e.reason)) from None
 
 
 def offline_message(entry, final, reason):
@@ -195,18 +100,6 @@ def offline_message(entry, final, reason):
             f'Fetch it on a machine that is online (e.g. curl -L -o {entry["file"]} '
             f'{entry["url"]}) and copy it there, or point FCN_WEIGHTS at a folder that holds '
             f'it; `python -m weights.download {entry["name"]}` then verifies it.')
-
-
-def _progress(name, done, total, out):
-    """tqdm's byte counter (percent and ETA when the total is known, MB/s), on a terminal
-    only; where `out` is a log or a pipe, fetch says the outcome in one line instead."""
-    from tqdm import tqdm
-    try:
-        terminal = out.isatty()
-    except (AttributeError, ValueError):
-        terminal = False
-    return tqdm(total=total, initial=done, desc=name, unit='B', unit_scale=True,
-                unit_divisor=1000, file=out, mininterval=0.25, disable=not terminal)
 
 
 def listing(manifest, folder):
