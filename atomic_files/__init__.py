@@ -7,9 +7,14 @@ torn one, and `sweep` knows every leftover by its name. This module imports noth
 engine or of a backend, so both (and the toolkit on real pycaffe) share it.
 """
 import contextlib
+import fcntl
+import json
 import os
 import re
+import socket
+import sys
 import tempfile
+import time
 
 TEMPORARY = re.compile(r'\..+\.[a-z0-9_]{8}\.tmp')
 
@@ -95,3 +100,40 @@ def inside(path, root):
             f'refusing to write {path}: a symbolic link makes it {real}, outside the output '
             f'folder {root}. Remove the link, or choose another output folder.')
     return path
+
+
+class LockedError(OSError):
+    """Another process holds a lock file; the message names it."""
+
+
+@contextlib.contextmanager
+def holding(path, busy):
+    """Hold an flock on the file `path` for the block, writing the holder (pid, host, start,
+    command line) into it; the kernel releases it when the process ends, however it ends.
+    Held elsewhere: raise LockedError('<busy> (<holder>)'). Yields the holder the file named
+    when a run that ended without releasing it left one, else ''."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockedError(f'{busy} ({_holder(fd)})') from None
+        left = _holder(fd, quiet=True)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({'pid': os.getpid(), 'host': socket.gethostname(),
+                                  'started': time.strftime('%Y-%m-%d %H:%M:%S'),
+                                  'command': sys.argv}).encode(), 0)
+        yield left
+        os.unlink(path)  # still held: no other process can have taken it meanwhile
+    finally:
+        os.close(fd)
+
+
+def _holder(fd, quiet=False):
+    """Who the lock file says holds it ('' when it says nothing and `quiet`)."""
+    try:
+        record = json.loads(os.pread(fd, 65536, 0) or b'{}')
+        return (f'pid {record["pid"]} on {record["host"]} since {record["started"]}: '
+                f'{" ".join(record["command"])}')
+    except (ValueError, KeyError, TypeError):
+        return '' if quiet else 'a process that has not written its name yet'

@@ -30,7 +30,8 @@ import scipy.io
 from PIL import Image
 
 from backend import caffe
-from data_layers.paths import DEFAULTS, DatasetMissingError, dataset_dir, incomplete_message
+from data_layers.paths import (DEFAULTS, DatasetMissingError, dataset_dir, incomplete_message,
+                               split_list)
 
 REQUIRED = object()
 VOID = 255
@@ -266,7 +267,7 @@ class SegDataLayer(caffe.Layer):
 
     def read_split(self):
         split, folder = self.params['split'], self.folder(self.dataset)
-        path = folder / self.split_file.format(split=split)
+        path = split_list(self.dataset, self.split_file.format(split=split))
         if not path.is_file():
             lists = sorted(p.stem for p in path.parent.glob('*.txt'))
             raise DatasetMissingError(

@@ -65,6 +65,9 @@ def transfer(name, url, part, size=None, timeout=60.0, out=None, again='Run the 
             _write(name, f, None, part, progress, again)
             done = f.tell()
         progress.close()
+    if total is not None and done < total:
+        raise DownloadError(f'{name}: only {done} of {total} bytes arrived; {part} keeps them. '
+                            f'{again} to resume.')
     seconds = max(time.monotonic() - start, 1e-6)
     print(f'{name}: {(done - offset) / MB:.1f} MB in {seconds:.1f} s '
           f'({(done - offset) / MB / seconds:.1f} MB/s)', file=out)

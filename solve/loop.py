@@ -54,7 +54,7 @@ def missing_datasets(model_id):
     messages = []
     for name in spec['requires']:
         try:
-            paths.dataset_dir(name)
+            paths.check_dataset(name)
         except paths.DatasetMissingError as e:
             messages.append(str(e))
     return messages or [m for phase in ('train', 'val') for m in _missing_split(spec, phase)]
@@ -65,7 +65,7 @@ def _missing_split(spec, phase):
     layer_name, split = spec[phase]
     layer = getattr(importlib.import_module(spec['module']), layer_name)
     dataset = spec['extra'].get('dataset', layer.dataset)
-    path = paths.dataset_dir(dataset) / layer.split_file.format(split=split)
+    path = paths.split_list(dataset, layer.split_file.format(split=split))
     if path.is_file():
         return []
     return [f'the {phase} split list: {paths.incomplete_message(dataset, path)}']

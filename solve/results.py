@@ -11,7 +11,7 @@ import csv
 import importlib
 import pathlib
 
-from data_layers.paths import DatasetMissingError, dataset_dir
+from data_layers.paths import DatasetMissingError, check_dataset, dataset_dir
 from nets.datasets import DATASETS
 from nets.models import MODELS
 from solve import loop, stages
@@ -116,7 +116,7 @@ def missing_datasets(names):
     missing = {}
     for name in names:
         try:
-            dataset_dir(name)
+            check_dataset(name)
         except DatasetMissingError as e:
             missing[name] = str(e)
     return missing

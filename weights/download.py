@@ -41,11 +41,6 @@ def fetch(entry, folder, timeout=60.0, out=None):
     part = final.with_name(final.name + '.part')
     total = _transfer(entry, part, final, timeout, out)
     expected = entry['size'] if entry['size'] is not None else total
-    got = part.stat().st_size
-    if expected is not None and got < expected:  # longer is caught by mf.check below
-        raise DownloadError(f'{entry["name"]}: only {got} of {expected} bytes arrived; '
-                            f'{part} keeps them. Run `python -m weights.download '
-                            f'{entry["name"]}` again to resume.')
     problem = mf.check(part, entry)
     if problem:
         part.unlink()

@@ -215,7 +215,7 @@ def test_catch_missing_dataset_folder(tmp_path, monkeypatch):
 def test_catch_missing_split_list(tmp_path, voc):
     """An unknown split names the list it looked for, the lists there and how to get them."""
     pattern = (r'no list for split "trainval" at .*' + re.escape('trainval.txt') +
-               r' \(split lists there: empty, seg11valid, train\).*PASCAL VOC 2011')
+               r' \(split lists there: empty, seg11valid, train\).*python -m data_layers.fetch voc')
     with pytest.raises(DatasetMissingError, match=pattern):
         net_of(tmp_path, "{'split': 'trainval', 'randomize': False}")
 

@@ -39,9 +39,9 @@ def test_missing_previous_stage(empty, capsys):
     assert _main(['--only', '--out', str(empty / 'out')], 'voc-fcn16s') == 2
     err = capsys.readouterr().err
     assert 'voc-fcn32s/voc-fcn32s.caffemodel is missing' in err and '--init' in err
-    # the empty folders are not datasets: each split list the nets read is named
-    assert 'sbdd/dataset/train.txt is missing, so dataset "sbdd"' in err
-    assert 'ImageSets/Segmentation/seg11valid.txt is missing' in err
+    # the empty folders are not datasets: what each lacks is named, with the fetch command
+    assert 'sbdd/dataset/img/ and ' in err and 'are missing, so dataset "sbdd"' in err
+    assert 'VOC2011/JPEGImages/ and ' in err and '`python -m data_layers.fetch voc --force`' in err
     assert not (empty / 'out').exists()
 
 
@@ -125,8 +125,11 @@ def test_complete_datasets_pass_the_preflight(empty, monkeypatch):
                        demo_voc=demo_data.make_segmentation_set(data / 'dv', 1, 1, size=8),
                        demo_classes=demo_data.make_classification_set(data / 'dc', 1))
     assert {m: loop.missing_datasets(m) for m in MODELS} == {m: [] for m in MODELS}
+    # the project ships seg11valid.txt: a VOC folder without it still passes
     (data / 'voc' / 'ImageSets' / 'Segmentation' / 'seg11valid.txt').unlink()
-    assert 'seg11valid.txt is missing' in loop.missing_datasets('voc-fcn8s')[0]
+    assert loop.missing_datasets('voc-fcn8s') == []
+    (data / 'sbdd' / 'train.txt').unlink()
+    assert 'sbdd/train.txt is missing' in loop.missing_datasets('voc-fcn8s')[0]
 
 
 def test_converted_stages_call_the_conversion_function(monkeypatch):

@@ -1,22 +1,19 @@
 """weights.download against a local HTTP server on 127.0.0.1: resume, restart, verify, fail.
 
-The server (a thread, stopped after each test and by a watchdog) serves a temp folder and
-answers `Range: bytes=N-` with 206, unless a test turns ranges off or cuts the body short.
-A test manifest points at it, so no test touches the real URLs.
+The server is http_fixtures' (Range answered with 206 unless a test turns ranges off, bodies
+cut short on request). A test manifest points at it, so no test touches the real URLs.
 """
-import functools
 import hashlib
-import http.server
 import json
 import os
 import random
 import re
 import socket
-import sys
-import threading
 
 import pytest
 
+import http_fixtures
+from http_fixtures import no_proxy, served  # noqa: F401 (no_proxy: an autouse fixture)
 from weights import download, manifest as mf
 
 N = 3_000_123  # three 1 MiB reads and a remainder
@@ -25,82 +22,18 @@ SHA1 = hashlib.sha1(PAYLOAD).hexdigest()
 FILE = 'blob.caffemodel'
 
 
-class RangeHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves the server's folder; honours `bytes=N-` ranges when `server.ranges` is on."""
-
-    def do_GET(self):
-        srv = self.server
-        srv.requests.append((self.path, self.headers.get('Range')))
-        path = self.translate_path(self.path)
-        try:
-            with open(path, 'rb') as f:
-                data = f.read()
-        except OSError:
-            self.send_error(404)
-            return
-        span = re.fullmatch(r'bytes=(\d+)-', self.headers.get('Range') or '')
-        start = int(span[1]) if span and srv.ranges else 0
-        if start >= len(data) > 0:
-            self.send_response(416)
-            self.send_header('Content-Range', f'bytes */{len(data)}')
-            self.send_header('Content-Length', '0')
-            self.end_headers()
-            return
-        self.send_response(206 if start else 200)
-        if start:
-            self.send_header('Content-Range', f'bytes {start}-{len(data) - 1}/{len(data)}')
-        self.send_header('Content-Length', str(len(data) - start))
-        self.end_headers()
-        body = data[start:] if srv.cut_after is None else data[start:start + srv.cut_after]
-        self.wfile.write(body)
-        srv.sent += len(body)
-        self.close_connection = True
-
-    def log_message(self, *args):
-        pass
-
-
-class QuietServer(http.server.ThreadingHTTPServer):
-    """A client that stops reading (a refused size, a full disk) breaks the server's pipe;
-    that is the test's point, so the error is kept rather than printed over pytest's dots."""
-
-    def handle_error(self, request, client_address):
-        self.errors.append(sys.exc_info()[1])
-
-
-@pytest.fixture(autouse=True)
-def no_proxy(monkeypatch):
-    """Keep urllib from routing 127.0.0.1 through a proxy set in the environment."""
-    for name in ('http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY', 'all_proxy',
-                 'ALL_PROXY'):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv('no_proxy', '127.0.0.1,localhost')
-
-
 @pytest.fixture
 def server(tmp_path):
-    """A threaded HTTP server on 127.0.0.1 serving PAYLOAD as /blob.caffemodel."""
+    """The test server serving PAYLOAD as /blob.caffemodel."""
     root = tmp_path / 'served'
     root.mkdir()
     (root / FILE).write_bytes(PAYLOAD)
-    httpd = QuietServer(('127.0.0.1', 0), functools.partial(RangeHandler, directory=str(root)))
-    httpd.requests, httpd.sent, httpd.ranges, httpd.cut_after = [], 0, True, None
-    httpd.errors = []
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={'poll_interval': 0.05},
-                              daemon=True)
-    thread.start()
-    watchdog = threading.Timer(60, httpd.shutdown)
-    watchdog.daemon = True
-    watchdog.start()
-    yield httpd
-    watchdog.cancel()
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(5)
+    with served(root) as httpd:
+        yield httpd
 
 
 def url_of(httpd, name=FILE):
-    return f'http://127.0.0.1:{httpd.server_address[1]}/{name}'
+    return http_fixtures.url_of(httpd, name)
 
 
 def entry(url, sha1=SHA1, size=N, name='blob', kind='fcn-release'):
