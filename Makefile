@@ -11,7 +11,7 @@ help-models:  ## list the model targets: make <model> [ARGS='--gpu 0 --out DIR']
 $(MODELS):
 	$(PYTHON) solve/$(subst -,_,$@).py $(ARGS)
 
-.PHONY: $(MODELS) help-models help install demo test test-caffe caffe test-gpu gpu-check smoke bench tables weights nets check-nets proto check-proto lint clean
+.PHONY: $(MODELS) help-models help install demo test test-caffe caffe test-gpu gpu-check smoke bench tables weights data nets check-nets proto check-proto lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -49,6 +49,10 @@ tables:  ## the paper's tables beside this toolkit's numbers (ARGS='--format csv
 
 weights:  ## download every public caffemodel of weights/manifest.json (several GB)
 	$(PYTHON) -m weights.download --all
+
+DATASETS ?= --all
+data:  ## download, verify and install the paper's datasets into FCN_DATA (DATASETS='voc sbdd' for some; ARGS='--from DIR')
+	$(PYTHON) -m data_layers.fetch $(DATASETS) $(ARGS)
 
 nets:  ## regenerate every model's prototxts and README under nets/
 	$(PYTHON) -m nets.generate

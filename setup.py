@@ -11,6 +11,7 @@ setup(
                                     'downloads', 'nets', 'data_layers', 'solve', 'surgery',
                                     'weights']),
     package_data={'caffe_torch.proto': ['caffe.proto'],
+                  'data_layers': ['datasets.json', 'lists/*/*.txt'],
                   'weights': ['manifest.json', 'demo-classifier.caffemodel']},
     install_requires=[
         'numpy>=1.24',

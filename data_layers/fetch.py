@@ -205,10 +205,12 @@ class Fetcher:
             atomic_files.write_bytes(root / RECORD, json.dumps(record, indent=1).encode())
             _swap_into_place(root, final, staging)
         except OSError as e:
-            raise FetchError(f'{entry["name"]}: cannot install into {final.parent}: '
-                             f'{e.strerror or e}' + (' (disk full?)' if e.errno in FULL else '') +
-                             f'. Nothing was installed; free space, then run the command '
-                             f'again.') from None
+            text = e.strerror or str(e)
+            if e.errno in FULL and 'disk full' not in text:
+                text += ' (disk full?)'
+            raise FetchError(f'{entry["name"]}: cannot install into {final.parent}: {text}. '
+                             f'Nothing was installed; free space, then run the command again.'
+                             ) from None
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         self.say(f'{entry["name"]}: installed {final} ({files} files, {size / 1e6:.1f} MB)')

@@ -319,3 +319,141 @@ def test_mirror_takes_each_file_by_name(newcomer, sources, server, capsys):
     base = url_of(server, '')
     assert fetch.main(['--manifest', str(manifest), '--mirror', base, 'siftflow']) == 0
     assert server.requests[-1][0] == '/SiftFlowDataset.zip'
+
+
+def test_an_unpack_killed_leaves_no_half_dataset(newcomer, tmp_path, capsys):
+    """SIGKILL while the archive unpacks: the dataset's folder does not exist (only the
+    temporary folder beside it); the next run clears that and installs the whole dataset."""
+    big = tmp_path / 'big'
+    big.mkdir()
+    sift = fx.make_siftflow(big / 'sift', ids=SIFT)
+    filler = sift / 'Images' / fx.SIFTFLOW_CATEGORY
+    for k in range(5000):
+        (filler / f'filler_{k:05d}.jpg').write_bytes(os.urandom(2048))
+    with zipfile.ZipFile(big / 'SiftFlowDataset.zip', 'w') as z:
+        for path in sorted(sift.rglob('*')):
+            z.write(path, path.relative_to(sift).as_posix())
+    data = newcomer / 'data'
+    command = [sys.executable, '-m', 'data_layers.fetch', '--from', str(big), 'siftflow']
+    child = subprocess.Popen(command, cwd=ROOT, env={**os.environ, 'FCN_DATA': str(data)},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and child.poll() is None:
+        staged = list(data.glob('.fetch-sift-flow.*/unpacked/Images/*/filler_00100.jpg'))
+        if staged:
+            child.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.002)
+    child.wait(30)
+    assert child.returncode == -signal.SIGKILL, 'the unpack ended before it could be killed'
+    assert not (data / 'sift-flow').exists()
+    assert list(data.glob('.fetch-sift-flow.*'))
+    assert fetch.main(['--from', str(big), 'siftflow']) == 0
+    err = capsys.readouterr().err
+    assert 'left by a run that was interrupted' in err
+    assert not list(data.glob('.fetch-*'))
+    same_files(sift, data / 'sift-flow')
+
+
+def test_a_second_fetch_waits_for_the_first(newcomer, capsys):
+    """Two runs into one data root: the second is refused while the first holds the lock."""
+    import atomic_files
+    data = newcomer / 'data'
+    data.mkdir()
+    with atomic_files.holding(data / '.fetch.lock', 'held by the test'):
+        assert fetch.main(['siftflow']) == fetch.FAILED
+    err = capsys.readouterr().err
+    assert 'another fetch is installing into' in err and f'pid {os.getpid()}' in err
+
+
+def test_a_dataset_unpacked_by_hand_is_found_and_completed(newcomer, sources, capsys):
+    """An archive unpacked by hand where fetch would put it, in the archive's own layout
+    (VOCdevkit/VOC2012 inside), is used as it is; fetch adds the reference's lists only."""
+    originals, served_dir = sources
+    target = newcomer / 'data' / 'pascal' / 'VOC2012'
+    target.mkdir(parents=True)
+    with tarfile.open(served_dir / 'VOCtrainval_11-May-2012.tar') as t:
+        t.extractall(target, filter='data')
+    root = target / 'VOCdevkit' / 'VOC2012'
+    assert paths.dataset_dir('voc') == root
+    assert fetch.main(['voc']) == 0
+    err = capsys.readouterr().err
+    assert 'installed by hand' in err and 'seg11valid.txt' in err
+    assert (root / 'ImageSets/Segmentation/seg11valid.txt').is_file()
+
+
+def test_paths_accept_the_archives_own_layouts(newcomer, sources, monkeypatch):
+    """FCN_<NAME>_DIR may name the folder an archive was unpacked into."""
+    served_dir = sources[1]
+    for name, archive, inside in [('sbdd', 'benchmark.tgz', 'benchmark_RELEASE/dataset'),
+                                  ('voc2010', 'VOCtrainval_03-May-2010.tar',
+                                   'VOCdevkit/VOC2010')]:
+        where = newcomer / 'by-hand' / name
+        where.mkdir(parents=True)
+        with tarfile.open(served_dir / archive) as t:
+            t.extractall(where, filter='data')
+        monkeypatch.setenv(paths.env_var(name), str(where))
+        assert paths.dataset_dir(name) == where / inside
+        assert paths.check_dataset(name) == where / inside
+
+
+def test_catch_missing_dataset_names_the_fetch_command(newcomer):
+    with pytest.raises(paths.DatasetMissingError) as info:
+        paths.check_dataset('voc')
+    message = str(info.value)
+    assert 'pascal/VOC2012 or ' in message and 'pascal/VOC2011' in message
+    assert '`python -m data_layers.fetch voc` or `python -m data_layers.fetch voc2011`' in \
+        message and 'FCN_VOC_DIR' in message
+
+
+# The reference's lists (fcn.berkeleyvision.org @1305c73, data/), as sha256 of their text
+# with line endings normalised: the shipped copies must equal them even where
+# ../shared/ref-data is not on the machine.
+REFERENCE_LISTS = {
+    'nyud/classes.txt':
+        '70c98794343c2996e43a8ee696dfc2d209789ff0d65420f4565ed9dd36c088aa',
+    'nyud/test.txt':
+        'f717536bdff71424f6f7cd0674cf6ac4381b2cffaaf942230b962a9f40671e7a',
+    'nyud/train.txt':
+        '8db94b4a9b33494c20319c6e79073aa7b842a683e6d263c3873d6ee95cebf759',
+    'nyud/val.txt':
+        'cd278b1232fe5c2347994a9a3c13cd916aa2e72def51b9698993a2e8936797f5',
+    'pascal/classes.txt':
+        '7337a2b06728385fb3e1106416c67bfddf69628598b1f2f0db6a63cd63fb6b1e',
+    'pascal/seg11valid.txt':
+        '4ca991bd72c251fd2485eaa9e29536502ea3800d1b1c17c151fd6a04bcfbc2cc',
+    'pascal-context/classes-400.txt':
+        '5d1672fb298b429f37561402b297b98706f72713bb9a69650fe0961f8faf0fe1',
+    'pascal-context/classes-59.txt':
+        '0a570a766be2aff841a7e9b2cb7f0ce8157bfa13ec4778276e352c7518132ed0',
+    'sift-flow/classes.txt':
+        '9e9c657a9acbb1d87eb505c3baa74809e5460247e297ac814cf6f0717c8da01f',
+    'sift-flow/test.txt':
+        'd9d024d06b1ed2139b0e1bdbc78ede9897c3389cd588cd5c37268a931c1d36ae',
+    'sift-flow/trainval.txt':
+        '4321de2b164556875661a66c64e6b5ebe1493a6e3dfa51d93700e3d17dbedfe7',
+}
+
+
+def normalised(path):
+    return pathlib.Path(path).read_bytes().replace(b'\r\n', b'\n').replace(b'\r', b'\n')
+
+
+@pytest.mark.parametrize('name', sorted(REFERENCE_LISTS))
+def test_shipped_lists_equal_the_reference(name):
+    digest = hashlib.sha256(normalised(LISTS / name)).hexdigest()
+    assert digest == REFERENCE_LISTS[name]
+    reference = ROOT.parent / 'shared' / 'ref-data' / name
+    if reference.is_file():
+        assert normalised(LISTS / name) == normalised(reference)
+
+
+def test_shipped_lists_hold_the_papers_splits():
+    ids = {n: (LISTS / n).read_text().split() for n in
+           ('pascal/seg11valid.txt', 'sift-flow/trainval.txt', 'sift-flow/test.txt',
+            'nyud/test.txt')}
+    assert len(ids['pascal/seg11valid.txt']) == len(set(ids['pascal/seg11valid.txt'])) == 736
+    # 2,688 SIFT Flow scenes less the two without annotations (the list's classes.txt note)
+    assert (len(ids['sift-flow/trainval.txt']), len(ids['sift-flow/test.txt'])) == (2486, 200)
+    assert not set(ids['sift-flow/trainval.txt']) & set(ids['sift-flow/test.txt'])
+    assert len(ids['nyud/test.txt']) == 654
