@@ -457,3 +457,25 @@ def test_shipped_lists_hold_the_papers_splits():
     assert (len(ids['sift-flow/trainval.txt']), len(ids['sift-flow/test.txt'])) == (2486, 200)
     assert not set(ids['sift-flow/trainval.txt']) & set(ids['sift-flow/test.txt'])
     assert len(ids['nyud/test.txt']) == 654
+
+
+def test_catch_an_archive_with_a_member_leading_out(newcomer, tmp_path, capsys):
+    """An archive (with the catalog's digest: a compromised source) holding ../ is refused
+    through fetch too: nothing installed, nothing written outside, no temporary folder."""
+    import io
+    evil = tmp_path / 'evil'
+    evil.mkdir()
+    with tarfile.open(evil / 'benchmark.tgz', 'w') as t:
+        for name in ('benchmark_RELEASE/dataset/train.txt', '../../escaped.txt'):
+            info = tarfile.TarInfo(name)
+            info.size = 2
+            t.addfile(info, io.BytesIO(b'x\n'))
+    raw = json.loads(catalog.CATALOG.read_text())
+    raw['datasets']['sbdd']['files'][0]['md5'] = [md5(evil / 'benchmark.tgz')]
+    (tmp_path / 'c.json').write_text(json.dumps(raw))
+    rc = fetch.main(['--manifest', str(tmp_path / 'c.json'), '--from', str(evil), 'sbdd'])
+    err = capsys.readouterr().err
+    assert rc == fetch.FAILED and '".." component' in err and 'Traceback' not in err
+    data = newcomer / 'data'
+    assert not (data / 'sbdd' / 'dataset').exists() and not list(data.rglob('.fetch-*'))
+    assert not list(newcomer.rglob('escaped.txt'))
