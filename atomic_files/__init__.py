@@ -12,6 +12,7 @@ import json
 import os
 import re
 import socket
+import stat
 import sys
 import tempfile
 import time
@@ -87,6 +88,22 @@ def sweep(folder, on_remove=None):
             os.unlink(entry.path)
             removed.append(entry.path)
     return removed
+
+
+def file_problem(path):
+    """Why `path` cannot be read as a file ('does not exist', 'is a folder, not a file', ...),
+    or None when it can: a folder where a file belongs is not said to be missing."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return 'does not exist'
+    except OSError as e:
+        return f'cannot be read ({e.strerror})'
+    if stat.S_ISDIR(mode):
+        return 'is a folder, not a file'
+    if not stat.S_ISREG(mode):
+        return 'is not a regular file (a device, FIFO or socket)'
+    return None
 
 
 def inside(path, root):

@@ -23,15 +23,18 @@ Bad data raises BadDataError or SampleMissingError, naming the file and the id.
 """
 import ast
 import random
+import struct
+import zlib
 from typing import Callable, NamedTuple
 
 import numpy as np
 import scipy.io
 from PIL import Image
 
+import atomic_files
 from backend import caffe
 from data_layers.paths import (DEFAULTS, DatasetMissingError, dataset_dir, incomplete_message,
-                               split_list)
+                               reinstall, split_list)
 
 REQUIRED = object()
 VOID = 255
@@ -67,8 +70,9 @@ def is_mean(value):
 
 
 COMMON_KEYS = {
-    'split': Key(REQUIRED, lambda v: isinstance(v, str) and v != '',
-                 'the name of a split list, e.g. "train"'),
+    'split': Key(REQUIRED, lambda v: isinstance(v, str) and _plain_name(v),
+                 'the name of a split list, e.g. "train" (a file name without its .txt: no '
+                 '"/", at most 200 characters)'),
     'randomize': Key(REQUIRED, lambda v: isinstance(v, bool),
                      'True (random draws with replacement) or False (sequential)'),
     'seed': Key(None, lambda v: v is None or type(v) is int,  # not bool
@@ -101,9 +105,13 @@ def parse_param_str(text, schema, where, example):
 
     try:
         params = ast.literal_eval(text.strip()) if text and text.strip() else {}
+        repeated = _repeated_keys(text) if isinstance(params, dict) and params else []
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as e:
         fail(f'{text!r} is not a Python dict literal ({type(e).__name__}: {e}); only literals '
              f'are accepted, nothing in it is evaluated')
+    if repeated:
+        fail(f'gives the key {repeated[0]!r} more than once (a dict literal keeps the last '
+             f'value silently); give it once')
     if not isinstance(params, dict):
         fail(f'{text!r} is a {type(params).__name__}, not a dict')
     for key in params:
@@ -117,6 +125,18 @@ def parse_param_str(text, schema, where, example):
         if key in params and not spec.check(params[key]):
             fail(f'has {key}={params[key]!r}, but {key} must be {spec.expect}')
     return {key: params.get(key, spec.default) for key, spec in schema.items()}
+
+
+def _repeated_keys(text):
+    """The keys a dict literal gives more than once, in order (literal_eval keeps the last)."""
+    keys = [ast.literal_eval(k) for k in ast.parse(text.strip(), mode='eval').body.keys
+            if k is not None]
+    return [k for n, k in enumerate(keys) if k in keys[:n]]
+
+
+def _plain_name(value):
+    return 0 < len(value) <= 200 and not set(value) & {'/', '\\', '\0'} and value.strip() \
+        == value and value not in ('.', '..')
 
 
 class SegDataLayer(caffe.Layer):
@@ -295,11 +315,12 @@ class SegDataLayer(caffe.Layer):
 
     def require(self, top, sample_id):
         path = self.file(top, sample_id)
-        if not path.is_file():
+        problem = atomic_files.file_problem(path)
+        if problem:
             dataset = self.dataset_of(top)
             raise SampleMissingError(
                 f'{self.where}: id "{sample_id}" is listed in split "{self.params["split"]}" '
-                f'but its {top} file {path} does not exist. Remove the id from the list, '
+                f'but its {top} file {path} {problem}. Remove the id from the list, '
                 f'or: {incomplete_message(dataset, path)}')
         return path
 
@@ -327,14 +348,25 @@ class SegDataLayer(caffe.Layer):
         path = self.require(top, sample_id)
         try:
             mat = scipy.io.loadmat(str(path))
-        except (ValueError, OSError, NotImplementedError, scipy.io.matlab.MatReadError) as e:
-            raise BadDataError(f'{self.where}: cannot read the {top} file {path} (id '
-                               f'"{sample_id}") as a MATLAB .mat file: {e}') from e
+        # a damaged or truncated file fails deep in scipy's reader, with whatever it hit
+        except (ValueError, OSError, NotImplementedError, scipy.io.matlab.MatReadError,
+                IndexError, KeyError, TypeError, EOFError, struct.error, zlib.error) as e:
+            self.damaged_mat(top, sample_id, f'{type(e).__name__}: {e}')
+        if not any(not k.startswith('__') for k in mat):  # a header and nothing after it
+            self.damaged_mat(top, sample_id, 'it holds no variable')
         if key not in mat:
             names = sorted(k for k in mat if not k.startswith('__'))
             raise BadDataError(f'{self.where}: the {top} file {path} (id "{sample_id}") has no '
                                f'variable "{key}"; it holds {names}')
         return mat[key]
+
+    def damaged_mat(self, top, sample_id, why):
+        path = self.file(top, sample_id)
+        raise BadDataError(
+            f'{self.where}: cannot read the {top} file {path} (id "{sample_id}", '
+            f'{path.stat().st_size} bytes) as a MATLAB .mat file ({why}): it is damaged or '
+            f'truncated. Replace it with the file from the dataset archive; '
+            f'{reinstall(self.dataset_of(top))}')
 
     # -- conversions and checks -------------------------------------------------------------
     @staticmethod

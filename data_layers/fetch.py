@@ -136,6 +136,8 @@ class Fetcher:
         self.downloads.mkdir(parents=True, exist_ok=True)
         _warn_space(self.downloads, [item], self.say)
         part = path.with_name(path.name + '.part')
+        downloads.discard_unverifiable(part, item['md5'] or item['sha256'],
+                                       f'{entry["name"]}: {item["file"]}', self.out)
         errors = []
         for url in self.urls(item):
             try:
@@ -332,7 +334,7 @@ def get_args_parser():
                         help='install again even where the dataset is present')
     parser.add_argument('--delete-archives', action='store_true',
                         help='delete downloaded archives once their dataset is installed')
-    parser.add_argument('--timeout', type=float, default=60.0,
+    parser.add_argument('--timeout', type=downloads.timeout_seconds, default=60.0,
                         help='seconds to wait for a server (default: %(default)s)')
     return parser
 
@@ -344,8 +346,6 @@ def main(args=None):
         parser.error('give NAMEs or --all or --list, not several')
     if opts.mirror and not opts.mirror.startswith(('http://', 'https://')):
         parser.error(f'--mirror takes an http(s) URL, not {opts.mirror!r}')
-    if opts.timeout <= 0:
-        parser.error(f'--timeout must be a positive number of seconds, not {opts.timeout}')
     try:
         cat = catalog.load(opts.manifest)
         fetcher = Fetcher(opts.data or paths.data_root(), opts.mirror, opts.source, opts.force,

@@ -121,13 +121,17 @@ def missing_message(name, paths):
             f'datasets) at where it is (the folder its archive was unpacked into will do).')
 
 
+def reinstall(name):
+    """How to get dataset `name` whole again."""
+    if name in GENERATED:
+        return f'remove the folder; {how_to_get(name)}'
+    return (f'`{FETCH} {catalog.fetch_names(name)[0]} --force` downloads, verifies and '
+            f'installs it afresh')
+
+
 def incomplete_message(name, missing):
     """A file the dataset should hold is not in its folder: how to make it whole."""
-    if name in GENERATED:
-        get = f'remove the folder; {how_to_get(name)}'
-    else:
-        get = (f'`{FETCH} {catalog.fetch_names(name)[0]} --force` downloads, verifies and '
-               f'installs it afresh')
+    get = reinstall(name)
     verb = 'are' if ' and ' in str(missing) else 'is'
     return (f'{missing} {verb} missing, so dataset "{name}" at {dataset_dir(name, False)} is '
             f'incomplete: {get}; or point {env_var(name)} at a complete copy.')

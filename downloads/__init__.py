@@ -6,8 +6,10 @@ from byte 0. Checking the bytes and renaming the .part to its final name are the
 only the caller knows the digests a file must have. Progress is tqdm's byte counter on a
 terminal; elsewhere (a log, a pipe) one line says the outcome.
 """
+import argparse
 import hashlib
 import http.client
+import math
 import os
 import re
 import sys
@@ -72,6 +74,30 @@ def transfer(name, url, part, size=None, timeout=60.0, out=None, again='Run the 
     print(f'{name}: {(done - offset) / MB:.1f} MB in {seconds:.1f} s '
           f'({(done - offset) / MB / seconds:.1f} MB/s)', file=out)
     return total
+
+
+def discard_unverifiable(part, verifiable, name, out=None):
+    """Without a digest to check the whole file against, a .part left by an earlier run
+    (cut short, or damaged on disk) cannot be trusted to resume: delete it so the download
+    starts from byte 0."""
+    if part.exists() and not verifiable:
+        print(f'{name}: no digest is recorded to check a resumed download against, so the '
+              f'partial {part} is discarded and the download starts afresh',
+              file=out or sys.stderr)
+        part.unlink()
+
+
+def timeout_seconds(text):
+    """argparse type of --timeout: seconds, a finite number > 0 (0 or less would fail every
+    connection at once, which reads as being offline)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f'expected seconds to wait for a server, a number '
+                                         f'greater than 0, got {text!r}')
+    return value
 
 
 def digests(path, names=('sha1',)):

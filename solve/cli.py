@@ -12,8 +12,9 @@ import sys
 from dataclasses import dataclass
 from typing import Optional
 
+import atomic_files
 from solve import loop, stages
-from solve.console import GPUError, positive_int, use_gpu
+from solve.console import GPUError, nonempty_path, positive_int, use_gpu
 
 EPILOG = '''examples:
   python solve/voc_fcn8s.py                        # convert VGG16, then 32s, 16s, 8s
@@ -32,7 +33,8 @@ def get_args_parser(model_id=None):
         parser.add_argument('model', choices=sorted(MODELS), help='model id')
     parser.add_argument('--gpu', type=int, default=None,
                         help='GPU id (default: CPU)')
-    parser.add_argument('--init', help='initial weights of this model (implies --only)')
+    parser.add_argument('--init', type=nonempty_path,
+                        help='initial weights of this model (implies --only)')
     parser.add_argument('--only', action='store_true',
                         help='train this stage only, not the stages before it')
     parser.add_argument('--iterations', type=positive_int,
@@ -40,7 +42,7 @@ def get_args_parser(model_id=None):
     parser.add_argument('--step', type=positive_int,
                         help='iterations per round: the test split is scored and a snapshot '
                              'taken after each (default: the recipe\'s)')
-    parser.add_argument('--out', default=None,
+    parser.add_argument('--out', type=nonempty_path, default=None,
                         help='output folder (default: $FCN_OUT or out/ in the checkout)')
     parser.add_argument('--resume', help='solverstate to resume this model from')
     parser.add_argument('--fast-math', action='store_true',
@@ -69,7 +71,8 @@ class Options:
 
     @classmethod
     def from_args(cls, args):
-        return cls(out=args.out or loop.default_out(), init=args.init, only=args.only,
+        init = None if args.init is None else str(args.init)
+        return cls(out=args.out or loop.default_out(), init=init, only=args.only,
                    iterations=args.iterations, step=args.step, resume=args.resume,
                    progress=not args.no_progress, keep_snapshots=args.keep_snapshots)
 
@@ -84,8 +87,8 @@ def plan(model_id, options):
     begun under another schedule would be skipped or continued."""
     names = [model_id] if options.only or options.init else stages.chain(model_id)
     todo = [n for n in names if not _done(n, options.out)]
-    missing = ([f'--init {options.init}: no such file']
-               if options.init and not os.path.isfile(options.init) else [])
+    problem = options.init and atomic_files.file_problem(options.init)
+    missing = [f'--init {options.init}: {problem}'] if problem else []
     for name in todo:
         missing += (_missing(lambda: _check_stage(name)) if name in stages.CONVERTED
                     else loop.missing_datasets(name))

@@ -1,5 +1,6 @@
 """What the command-line tools share: their help layout and their progress bar."""
 import argparse
+import pathlib
 import os
 import sys
 
@@ -35,6 +36,16 @@ def positive_int(text):
     if value < 1:
         raise argparse.ArgumentTypeError(f'expected a positive integer, got {text!r}')
     return value
+
+
+def nonempty_path(text):
+    """argparse type: a path, refusing '' (what an unset shell variable gives, as in
+    --out "$OUT"), which would otherwise mean the default or the current folder silently."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            f'{text!r} names no file or folder (an unset shell variable?); give a path, or '
+            f'leave the option out for its default')
+    return pathlib.Path(text)
 
 
 def stderr_is_terminal():

@@ -21,7 +21,7 @@ import re
 import sys
 
 from backend.files import atomic_write
-from solve.console import HelpFormatter
+from solve.console import HelpFormatter, nonempty_path
 
 NUMBER = r'([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+|nan|inf))'
 TRAIN_LOSS = re.compile(r'Iteration (\d+)(?: \([^)]*\))?, loss = ' + NUMBER)
@@ -152,7 +152,7 @@ def get_args_parser():
         formatter_class=HelpFormatter)
     parser.add_argument('log', metavar='LOG_OR_STAGE_FOLDER',
                         help='a train.log, or the <out>/<model> folder holding one')
-    parser.add_argument('--out', type=pathlib.Path, default=None,
+    parser.add_argument('--out', type=nonempty_path, default=None,
                         help='PNG to write; None: curves.png beside the log')
     return parser
 

@@ -31,7 +31,7 @@ import time
 import weights
 from data_layers import paths
 from solve import cli, loop
-from solve.console import HelpFormatter, positive_int
+from solve.console import HelpFormatter, nonempty_path, positive_int
 
 # installed beside weights/manifest.json (setup.py's package_data)
 SHIPPED = pathlib.Path(weights.__file__).resolve().parent / 'demo-classifier.caffemodel'
@@ -208,7 +208,7 @@ def get_args_parser():
                                      description=__doc__.split('\n\n')[0],
                                      epilog='example: python -m solve.demo --gpu 0 --out /scratch/fcn',
                                      formatter_class=HelpFormatter)
-    parser.add_argument('--out', default=None,
+    parser.add_argument('--out', type=nonempty_path, default=None,
                         help='output root; None: $FCN_OUT, else out/ in the checkout')
     parser.add_argument('--seed', type=int, default=0, help='seed of the synthetic data')
     parser.add_argument('--gpu', type=int, default=None,

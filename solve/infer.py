@@ -25,14 +25,16 @@ from PIL import Image
 import atomic_files
 import backend
 from backend import caffe
-from backend.files import FormatError, atomic_write, weight_names
+from backend.files import FormatError, atomic_write
 from data_layers import nyud
 from data_layers.base import SegDataLayer
 from nets.datasets import DATASETS
 from nets.generate import NETS
 from nets.models import MODELS
 from solve import classes, results, vis
-from solve.console import GPUError, HelpFormatter, positive_int, progress_bar, use_gpu
+from solve.results import WeightsError
+from solve.console import (GPUError, HelpFormatter, nonempty_path, positive_int, progress_bar,
+                           use_gpu)
 
 # FCN-8s (VGG16) in the engine peaks at about 2 GB for a 500 x 500 TEST forward: 8 KB a
 # pixel; 2.5 megapixels (1580 x 1580) then take about 20 GB
@@ -49,7 +51,8 @@ EXAMPLES = """examples:
 
 
 class InferError(ValueError):
-    """Inputs that do not fit the net: missing or extra inputs, unreadable images."""
+    """Inputs that do not fit the net: missing or extra inputs, unreadable images, weights
+    that leave layers empty or hold NaN."""
 
 
 # Pillow's modes of 8 bits a channel: what the nets were trained on (JPEG and PNG photos).
@@ -242,13 +245,15 @@ def load_net(model_id, net_path=None, weights=None, out_root=None, gpu=None):
     released or trained ones, results.default_weights), checked to fill every layer."""
     net_path = net_path or NETS / model_id / 'deploy.prototxt'
     weights = weights or results.default_weights(model_id, out_root)
-    if not pathlib.Path(weights).is_file():
-        raise FileNotFoundError(f'--weights {weights} does not exist')
+    problem = atomic_files.file_problem(weights)
+    if problem:
+        raise FileNotFoundError(f'--weights {weights} {problem}; give a .caffemodel (or .h5) '
+                                f'file')
     if gpu is not None:
         use_gpu(gpu)
     print(f'net {net_path}\nweights {weights}', file=sys.stderr)
     net = caffe.Net(str(net_path), caffe.TEST, weights=str(weights))
-    check_weights(net, weights)
+    results.check_weights(net, weights)
     backend.keep_blobs(net, [])  # segment() reads the outputs only
     return net
 
@@ -263,21 +268,6 @@ def check_size(image, size, max_pixels):
                          f'--max-pixels {max_pixels}: its forward would need about '
                          f'{need:.0f} GB. Downscale it (FCNs work at any size), or raise '
                          f'--max-pixels where the memory is there.')
-
-
-def check_weights(net, weights):
-    """Every layer with parameters got them from `weights`: Caffe's copy_from silently
-    leaves the others at their fillers (a truncated file, another model's), which would
-    segment everything as background."""
-    given = set(weight_names(weights))
-    empty = [name for name in net.params if name not in given]
-    if empty:
-        shown = ', '.join(empty[:8]) + (f' and {len(empty) - 8} more' if len(empty) > 8
-                                        else '')
-        raise InferError(f'{weights} has no weights for {len(empty)} of the net\'s '
-                         f'{len(net.params)} layers with parameters ({shown}): it is '
-                         f'truncated or of another model. Pass the caffemodel trained for '
-                         f'this net.')
 
 
 def run(args):
@@ -301,22 +291,40 @@ def segment_files(model_id, images, out, weights=None, net_path=None, extra=(),
     prepare, first = preparers(dataset, model_id), net.inputs[0]
     out.mkdir(parents=True, exist_ok=True)
     report = []
+    failed = []
     with progress_bar(len(files), desc='segmenting') as bar:
         for image in files:
-            arrays = {first: prepare[first](image)}
-            check_size(image, arrays[first].shape[1:], max_pixels)
-            for name, path in extras.items():
-                arrays[name] = prepare[name](extra_file(path, image, len(files) > 1))
-            sizes = {name: a.shape[1:] for name, a in arrays.items()}
-            if len(set(sizes.values())) > 1:
-                raise InferError(f'{image}: inputs differ in size (H, W): {sizes}')
+            try:
+                arrays = inputs_of(image, prepare, first, extras, len(files) > 1, max_pixels)
+            except InferError as e:  # this image is bad: say so, segment the others
+                failed.append(str(e))
+                print(f'skipped: {e}', file=sys.stderr)
+                bar.update(1)
+                continue
             labels = segment(net, arrays)
             save_outputs(out, image.stem, read_rgb(image), labels, palette,
                          background=0 if classes.has_background(dataset) else None)
             if histogram:
                 report += histogram_lines(image.stem, labels, dataset)
             bar.update(1)
-    print('\n'.join(report + [f'wrote {len(files)} segmentation(s) to {out}']))
+    done = len(files) - len(failed)
+    print('\n'.join(report + [f'wrote {done} segmentation(s) to {out}']))
+    if failed:
+        raise InferError(f'{len(failed)} of {len(files)} image(s) could not be segmented:\n  '
+                         + '\n  '.join(failed))
+
+
+def inputs_of(image, prepare, first, extras, several, max_pixels):
+    """{input blob: array} for one image (and its extra inputs), checked; InferError says
+    what is wrong with this image."""
+    arrays = {first: prepare[first](image)}
+    check_size(image, arrays[first].shape[1:], max_pixels)
+    for name, path in extras.items():
+        arrays[name] = prepare[name](extra_file(path, image, several))
+    sizes = {name: a.shape[1:] for name, a in arrays.items()}
+    if len(set(sizes.values())) > 1:
+        raise InferError(f'{image}: inputs differ in size (H, W): {sizes}')
+    return arrays
 
 
 def get_args_parser():
@@ -333,7 +341,7 @@ def get_args_parser():
     parser.add_argument('--weights', type=pathlib.Path, default=None,
                         help='caffemodel; None: the released one (weights/manifest.json, in '
                              '$FCN_WEIGHTS), else <out-root>/<model>/<model>.caffemodel')
-    parser.add_argument('--out', type=pathlib.Path, required=True,
+    parser.add_argument('--out', type=nonempty_path, required=True,
                         help='folder for <id>.png and <id>_overlay.png')
     parser.add_argument('--net', type=pathlib.Path, default=None,
                         help='deploy prototxt; None: nets/<model>/deploy.prototxt')
@@ -347,7 +355,7 @@ def get_args_parser():
                         help='print each label map\'s pixels per class, with class names')
     parser.add_argument('--gpu', type=int, default=None, metavar='N',
                         help='CUDA device to run on; None: the CPU')
-    parser.add_argument('--out-root', type=pathlib.Path, default=None,
+    parser.add_argument('--out-root', type=nonempty_path, default=None,
                         help='training output root, for the default weights; None: $FCN_OUT, '
                              'else out/ in this checkout')
     parser.add_argument('--max-pixels', type=positive_int, default=MAX_PIXELS, metavar='N',
@@ -366,7 +374,8 @@ def guarded(function, *args, **kwargs):
     try:
         function(*args, **kwargs)
     # OSError: an unwritable --out, a bad palette
-    except (InferError, OSError, FormatError, GPUError, *backend.input_errors()) as e:
+    except (InferError, WeightsError, OSError, FormatError, GPUError,
+            *backend.input_errors()) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     except (MemoryError, RuntimeError) as e:

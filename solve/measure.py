@@ -19,6 +19,7 @@ import statistics
 import tempfile
 import time
 
+import atomic_files
 import backend
 from backend import caffe, files
 from nets import analysis
@@ -26,7 +27,6 @@ from nets.classifiers import CLASSIFIERS
 from nets.generate import NETS
 from nets.models import MODELS
 from solve import curves, loop, results, score
-from solve.infer import check_weights
 
 METRICS = results.SCORE_COLUMNS  # pixel_accuracy, mean_accuracy, mean_iu, fw_iu
 
@@ -105,8 +105,9 @@ def evaluate(model_id, use='auto', root=None, limit=None, weights=None):
     needs = results.missing_datasets(results.eval_datasets(recipe.dataset))
     needs = {f'dataset {k}': v for k, v in needs.items()}
     if weights is not None:
-        weights, why = ((weights, f'weights {weights}') if weights.is_file() else
-                        (None, {f'weights {weights.name}': f'{weights} does not exist'}))
+        problem = atomic_files.file_problem(weights)
+        weights, why = ((None, {f'weights {weights.name}': f'{weights} {problem}'}) if problem
+                        else (weights, f'weights {weights}'))
     else:
         weights, why = pick_weights(model_id, use, root)
     if weights is None:
@@ -118,7 +119,7 @@ def evaluate(model_id, use='auto', root=None, limit=None, weights=None):
     for head in loop.heads(model_id):
         # a fresh net per head, so that each pass starts at the split's first image
         net = caffe.Net(str(NETS / model_id / 'val.prototxt'), caffe.TEST, weights=str(weights))
-        check_weights(net, weights)
+        results.check_weights(net, weights)
         metrics, _, _ = score.evaluate(net, count, head.score, head.label, head.loss,
                                        present_only=head.present_only)
         del net

@@ -11,6 +11,9 @@ import csv
 import importlib
 import pathlib
 
+import numpy as np
+
+from backend.files import weight_names
 from data_layers.paths import DatasetMissingError, check_dataset, dataset_dir
 from nets.datasets import DATASETS
 from nets.models import MODELS
@@ -145,3 +148,30 @@ def _weights_need(name):
     except (mf.WeightsMissingError, mf.WeightsMismatchError, mf.UnknownWeightsError) as e:
         return {f'weights {name}': str(e)}
     return {}
+
+
+class WeightsError(ValueError):
+    """Weights that do not fill the net they are loaded into, or hold NaN or Inf."""
+
+
+def check_weights(net, weights):
+    """Every layer with parameters got them from `weights`: Caffe's copy_from silently
+    leaves the others at their fillers (a truncated file, another model's), which would
+    segment everything as background."""
+    given = set(weight_names(weights))
+    empty = [name for name in net.params if name not in given]
+    if empty:
+        shown = ', '.join(empty[:8]) + (f' and {len(empty) - 8} more' if len(empty) > 8
+                                        else '')
+        raise WeightsError(f'{weights} has no weights for {len(empty)} of the net\'s '
+                         f'{len(net.params)} layers with parameters ({shown}): it is '
+                         f'truncated or of another model. Pass the caffemodel trained for '
+                         f'this net.')
+    for name, blobs in net.params.items():
+        for index, blob in enumerate(blobs):
+            bad = int(np.count_nonzero(~np.isfinite(blob.data)))
+            if bad:
+                raise WeightsError(f'{weights}: param {index} of layer "{name}" holds {bad} NaN '
+                                 f'or infinite value(s) of {blob.data.size}: every output would '
+                                 f'be NaN. The training diverged or the file is damaged; pass '
+                                 f'the weights of an earlier snapshot.')

@@ -26,7 +26,7 @@ import backend
 from backend.files import FormatError, atomic_write
 from solve.infer import InferError
 from solve import measure, results
-from solve.console import GPUError, HelpFormatter, positive_int, use_gpu
+from solve.console import GPUError, HelpFormatter, nonempty_path, positive_int, use_gpu
 
 PAPER = pathlib.Path(__file__).with_name('paper_tables.json')
 INTEGER = ('conv_layers', 'receptive_field', 'max_stride')
@@ -270,7 +270,7 @@ def get_args_parser():
     parser = argparse.ArgumentParser(
         prog='python -m solve.tables', description=__doc__.split('\n\n')[0], epilog=EXAMPLES,
         formatter_class=HelpFormatter)
-    parser.add_argument('--out-root', type=pathlib.Path, default=None,
+    parser.add_argument('--out-root', type=nonempty_path, default=None,
                         help='training output root; None: $FCN_OUT, else out/ in this checkout')
     parser.add_argument('--evaluate', action='store_true',
                         help='score weights on the test split now (needs the datasets) '
@@ -320,7 +320,8 @@ def main(args):
         else:
             sys.stdout.write(text)
     except (OSError, json.JSONDecodeError, PaperTablesError, results.ResultsError,
-            FormatError, InferError, GPUError, *backend.input_errors()) as e:
+            FormatError, InferError, results.WeightsError, GPUError,
+            *backend.input_errors()) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     return 0

@@ -39,6 +39,7 @@ def fetch(entry, folder, timeout=60.0, out=None):
         return _present(entry, final, out)
     final.parent.mkdir(parents=True, exist_ok=True)
     part = final.with_name(final.name + '.part')
+    downloads.discard_unverifiable(part, entry['sha1'], entry['name'], out)
     total = _transfer(entry, part, final, timeout, out)
     expected = entry['size'] if entry['size'] is not None else total
     problem = mf.check(part, entry)
@@ -127,7 +128,7 @@ def get_args_parser():
                              'weights/downloads/ in this checkout)')
     parser.add_argument('--manifest', type=pathlib.Path, default=mf.MANIFEST,
                         help='manifest to read (default: %(default)s)')
-    parser.add_argument('--timeout', type=float, default=60.0,
+    parser.add_argument('--timeout', type=downloads.timeout_seconds, default=60.0,
                         help='seconds to wait for the server before giving up '
                              '(default: %(default)s)')
     return parser

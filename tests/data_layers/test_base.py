@@ -8,7 +8,8 @@ import pytest
 
 from backend import caffe
 from data_layers.base import DataLayerSetupError
-from data_layers.base import COMMON_KEYS, BadDataError, ParamStrError, parse_param_str
+from data_layers.base import (COMMON_KEYS, BadDataError, ParamStrError, SampleMissingError,
+                              parse_param_str)
 from data_layers.paths import DatasetMissingError
 from data_layers.voc import VOC_MEAN, VOCSegDataLayer
 from dataset_fixtures import data_net, dataset_env, make_voc, set_dataset_env
@@ -232,3 +233,32 @@ def test_dataset_env_sets_and_restores(tmp_path, monkeypatch):
     with dataset_env(nyud=tmp_path):
         assert os.environ['FCN_NYUD_DIR'] == str(tmp_path)
     assert 'FCN_NYUD_DIR' not in os.environ
+
+
+@pytest.mark.parametrize('split', ['x' * 10_000_000, 'a/b', '../train', '..', ' train',
+                                   'tr\0ain'])
+def test_catch_split_names_that_are_no_file_names(tmp_path, voc, split):
+    """A 10 MB split name gave a raw OSError (file name too long); a split with "/" could
+    name a list elsewhere: both are refused as param_str errors."""
+    with pytest.raises(ParamStrError, match=r'has split=.*but split must be the name of a '
+                                            r'split list'):
+        data_net(tmp_path, 'data_layers.voc', 'VOCSegDataLayer',
+                 f"{{'split': {split!r}, 'randomize': False}}", ['data', 'label'])
+
+
+def test_catch_repeated_param_str_key(tmp_path, voc):
+    """A dict literal keeps the last of two equal keys silently; the layer refuses it."""
+    with pytest.raises(ParamStrError, match=r"gives the key 'split' more than once"):
+        data_net(tmp_path, 'data_layers.voc', 'VOCSegDataLayer',
+                 "{'split': 'seg11valid', 'randomize': False, 'split': 'train'}",
+                 ['data', 'label'])
+
+
+def test_catch_folder_where_an_image_belongs(tmp_path, voc):
+    """A folder named like the image is not "missing": the message says what it is."""
+    image = voc / 'JPEGImages' / f'{IDS[0]}.jpg'
+    image.unlink()
+    image.mkdir()
+    with pytest.raises(SampleMissingError, match=rf'{IDS[0]}\.jpg is a folder, not a file'):
+        data_net(tmp_path, 'data_layers.voc', 'VOCSegDataLayer',
+                 "{'split': 'seg11valid', 'randomize': False}", ['data', 'label']).forward()

@@ -257,14 +257,37 @@ def test_a_cut_download_resumes(newcomer, sources, server, capsys):
 
 def test_a_server_without_range_support_restarts(newcomer, sources, server, capsys):
     served_dir = sources[1]
-    part = newcomer / 'data/downloads/SiftFlowDataset.zip.part'
+    part = newcomer / 'data/downloads/VOCtrainval_03-May-2010.tar.part'
     part.parent.mkdir(parents=True)
     part.write_bytes(b'garbage that a restart must overwrite')
     server.ranges = False
-    assert run(newcomer, server, served_dir, 'siftflow') == 0
+    assert run(newcomer, server, served_dir, 'voc2010') == 0
     assert 'ignored the Range request' in capsys.readouterr().err
+    assert (newcomer / 'data/downloads/VOCtrainval_03-May-2010.tar').read_bytes() == \
+        (served_dir / 'VOCtrainval_03-May-2010.tar').read_bytes()
+
+
+def test_without_a_digest_a_partial_download_is_not_resumed(newcomer, sources, server,
+                                                            capsys):
+    """SIFT Flow has no published digest: a .part left behind (here damaged) could not be
+    checked after resuming, so it is discarded and the file downloaded whole."""
+    served_dir = sources[1]
+    part = newcomer / 'data/downloads/SiftFlowDataset.zip.part'
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b'damaged bytes')
+    assert run(newcomer, server, served_dir, 'siftflow') == 0
+    assert 'the download starts afresh' in capsys.readouterr().err
+    assert server.requests[-1][1] is None
     assert (newcomer / 'data/downloads/SiftFlowDataset.zip').read_bytes() == \
         (served_dir / 'SiftFlowDataset.zip').read_bytes()
+
+
+@pytest.mark.parametrize('timeout', ['0', '-1', 'nan', 'inf', 'soon'])
+def test_catch_bad_timeout(timeout, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        fetch.main(['siftflow', '--timeout', timeout])
+    assert exit_info.value.code == 2
+    assert 'a number greater than 0' in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not os.path.exists('/dev/full'), reason='needs /dev/full')

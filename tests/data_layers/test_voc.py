@@ -187,8 +187,20 @@ def test_catch_unreadable_mat(tmp_path, sbdd):
     """A .mat that is not a MATLAB file is reported with its path and id."""
     (sbdd / 'cls' / '2008_000002.mat').write_bytes(b'garbage' * 30)
     with pytest.raises(BadDataError, match=r'cannot read the label file .*2008_000002\.mat '
-                                           r'\(id "2008_000002"\) as a MATLAB \.mat file'):
+                                           r'\(id "2008_000002", 210 bytes\) as a MATLAB '
+                                           r'\.mat file'):
         sbdd_net(tmp_path)
+
+
+@pytest.mark.parametrize('cut', [100, 128, 200, 400])
+def test_catch_truncated_mat(tmp_path, sbdd, cut):
+    """A real .mat cut short (100 bytes: scipy raised a bare IndexError) is named damaged or
+    truncated, with its size and how to get the dataset whole."""
+    path = sbdd / 'cls' / '2008_000002.mat'
+    path.write_bytes(path.read_bytes()[:cut])
+    with pytest.raises(BadDataError, match=rf'2008_000002\.mat \(id "2008_000002", {cut} bytes\)'
+                                           r' .*damaged or truncated.*data_layers\.fetch sbdd'):
+        sbdd_net(tmp_path).forward()
 
 
 def test_catch_greyscale_image(tmp_path, voc):

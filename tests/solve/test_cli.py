@@ -49,7 +49,7 @@ def test_missing_init_file(empty, capsys):
     (empty / 'data' / 'demo' / 'voc').mkdir(parents=True)
     assert _main(['--init', str(empty / 'none.caffemodel'), '--out', str(empty / 'out')],
                  'demo-fcn16s') == 2
-    assert f'--init {empty / "none.caffemodel"}: no such file' in capsys.readouterr().err
+    assert f'--init {empty / "none.caffemodel"}: does not exist' in capsys.readouterr().err
     assert not (empty / 'out').exists()
 
 
@@ -157,3 +157,29 @@ def test_run_stage_takes_a_recipe_or_its_id():
     with pytest.raises(ValueError, match='add it there and run `make nets`'):
         loop.model_id_of(dataclasses.replace(MODELS['voc-fcn16s'], base_lr=1))
     assert loop.Schedule.of('voc-fcn32s') == loop.Schedule(100000, 4000)
+
+
+@pytest.mark.parametrize('module,argv', [
+    ('cli', ['--out', '']), ('cli', ['--init', ' ']), ('demo', ['--out', '']),
+    ('infer', ['--model', 'voc-fcn8s', 'x.jpg', '--out', '']),
+    ('infer', ['--model', 'voc-fcn8s', 'x.jpg', '--out', 'o', '--out-root', '']),
+    ('tables', ['--out-root', '']), ('curves', ['train.log', '--out', ''])])
+def test_catch_empty_paths(module, argv, capsys):
+    """--out "" (an unset shell variable) is refused, not taken as the default root or the
+    current folder: `solve.cli demo-fcn32s --out ''` trained into $FCN_OUT without a word."""
+    import importlib
+    parser = importlib.import_module(f'solve.{module}').get_args_parser
+    parser = parser('demo-fcn32s') if module == 'cli' else parser()
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(argv)
+    assert exit_info.value.code == 2
+    assert 'names no file or folder (an unset shell variable?)' in capsys.readouterr().err
+
+
+def test_catch_init_that_is_a_folder(empty, capsys):
+    (empty / 'w.caffemodel').mkdir()
+    (empty / 'data' / 'demo' / 'voc').mkdir(parents=True)
+    assert _main(['--init', str(empty / 'w.caffemodel'), '--out', str(empty / 'out')],
+                 'demo-fcn16s') == 2
+    assert f'--init {empty / "w.caffemodel"}: is a folder, not a file' in \
+        capsys.readouterr().err

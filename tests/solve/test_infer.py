@@ -281,3 +281,46 @@ def test_catch_a_net_without_inputs(tmp_path, capsys):
     assert run(['--model', 'voc-fcn8s', '--net', net, '--weights', weights, images,
                 '--out', tmp_path / 'out']) == 2
     assert 'has no input blob (no Input layer)' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('suffix', ['.caffemodel', '.h5'])
+def test_catch_weights_holding_nan(tmp_path, capsys, suffix):
+    """Weights with a NaN (a diverged run; binary or HDF5) gave exit 0 and NaN-made
+    segmentations; infer refuses them naming the layer and the param."""
+    net_path = tmp_path / 'deploy.prototxt'
+    net = caffe.Net(str(net_path), caffe.TEST, weights=str(tiny_fcn(net_path)))
+    net.params['score_fr'][0].data[0, 0, 0, 0] = np.nan
+    weights = tmp_path / f'nan{suffix}'
+    net.save_hdf5(str(weights)) if suffix == '.h5' else net.save(str(weights))
+    images = write_images(tmp_path / 'images', {'a.png': (8, 8)})
+    assert run(['--model', 'voc-fcn8s', '--net', net_path, '--weights', weights, images,
+                '--out', tmp_path / 'out']) == 2
+    err = capsys.readouterr().err
+    assert 'param 0 of layer "score_fr" holds 1 NaN or infinite value(s)' in err
+    assert not (tmp_path / 'out' / 'a.png').exists()
+
+
+def test_catch_weights_that_are_a_folder(tmp_path, capsys):
+    (tmp_path / 'w.caffemodel').mkdir()
+    images = write_images(tmp_path / 'images', {'a.png': (8, 8)})
+    assert run(['--model', 'voc-fcn8s', '--weights', tmp_path / 'w.caffemodel', images,
+                '--out', tmp_path / 'out']) == 2
+    assert 'w.caffemodel is a folder, not a file' in capsys.readouterr().err
+
+
+def test_a_bad_image_is_listed_and_the_others_segmented(tmp_path, capsys):
+    """The 2nd of 3 images is corrupt: the 1st and 3rd are segmented, the 2nd is named,
+    and the exit status says something failed."""
+    net = tmp_path / 'deploy.prototxt'
+    weights = tiny_fcn(net)
+    images = write_images(tmp_path / 'images', {'a.png': (8, 8), 'b.png': (8, 8),
+                                                 'c.png': (6, 10)})
+    (images / 'b.png').write_bytes((images / 'b.png').read_bytes()[:40])
+    out = tmp_path / 'out'
+    assert run(['--model', 'voc-fcn8s', '--net', net, '--weights', weights, images,
+                '--out', out]) == 2
+    captured = capsys.readouterr()
+    assert (out / 'a.png').exists() and (out / 'c.png').exists()
+    assert not (out / 'b.png').exists()
+    assert 'wrote 2 segmentation(s)' in captured.out
+    assert '1 of 3 image(s) could not be segmented' in captured.err and 'b.png' in captured.err

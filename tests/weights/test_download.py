@@ -259,3 +259,34 @@ def test_catch_dest_that_is_a_file(tmp_path, capsys):
     rc, _ = run(tmp_path, entry('http://127.0.0.1:9/none'))
     assert rc != 0
     assert 'is a file; pass a folder' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('timeout', ['0', '-1', 'nan', 'inf', 'soon'])
+def test_catch_bad_timeout(tmp_path, timeout, capsys):
+    """--timeout -1 gave a traceback and 0 a misleading "fetch it on a machine that is
+    online": both are refused as arguments."""
+    with pytest.raises(SystemExit) as exit_info:
+        run(tmp_path, entry('http://127.0.0.1:9/none'), args=('blob', '--timeout', timeout))
+    assert exit_info.value.code == 2
+    assert 'a number greater than 0' in capsys.readouterr().err
+
+
+def test_without_sha1_a_damaged_part_is_not_resumed(server, tmp_path, capsys):
+    """No sha1 to check a resumed file: a .part left behind is discarded, so damaged bytes
+    in it can never reach the final file."""
+    dest = tmp_path / 'dest'
+    dest.mkdir()
+    (dest / 'blob.caffemodel.part').write_bytes(b'\0' * 1000)
+    rc, _ = run(tmp_path, entry(url_of(server), sha1=None, size=None))
+    assert rc == 0 and 'the download starts afresh' in capsys.readouterr().err
+    assert server.requests == [('/' + FILE, None)]
+    assert (dest / 'blob.caffemodel').read_bytes() == PAYLOAD
+
+
+def test_without_sha1_a_body_cut_short_never_becomes_the_file(server, tmp_path, capsys):
+    """The server announces N bytes and sends fewer: without a sha1 or a manifest size, the
+    announced length alone keeps the file a .part."""
+    server.cut_after = 1_000_000
+    rc, dest = run(tmp_path, entry(url_of(server), sha1=None, size=None))
+    assert rc == 2 and not (dest / 'blob.caffemodel').exists()
+    assert f'only 1000000 of {N} bytes arrived' in capsys.readouterr().err
