@@ -12,15 +12,66 @@ On a GPU the memory follows Caffe's SyncedMemory: a host copy and a device copy,
 current or stale; `data`/`diff` bring the host copy up to date and mark it as the one that
 may change, `data_tensor`/`diff_tensor` do the same for the device copy. On the CPU both are
 one tensor and nothing is copied.
+
+Sizes are checked when a blob grows, before anything is allocated: more than INT_MAX
+elements is refused as Caffe's Blob::Reshape refuses it, and so is a buffer larger than the
+device's memory (or the process's address-space limit); an allocation that still fails
+raises the same BlobSizeError, which the layer setting the blob up names itself in.
 """
+import contextlib
 import math
+import os
+import resource
 
 import numpy as np
 import torch
 
 from caffe_torch import mode
+from caffe_torch.errors import BlobSizeError
 
 _HOST, _DEVICE, _SYNCED = 'host', 'device', 'synced'
+INT_MAX = 2 ** 31 - 1  # Blob::Reshape: CHECK_LE(shape[i], INT_MAX / count_)
+
+
+def check_size(blob, shape, count):
+    """Refuse a blob of `shape` that Caffe refuses or that `blob`'s device cannot hold."""
+    if count > INT_MAX:
+        reason = (f'more than the INT_MAX ({INT_MAX}) elements a Caffe blob may hold '
+                  f'(Caffe aborts too: "blob size exceeds INT_MAX")')
+    else:
+        limit, what = memory_limit(blob.device)
+        if limit is None or count * 4 <= limit:
+            return
+        reason = f'more than {what} ({limit} bytes)'
+    raise BlobSizeError(f'needs {count} floats ({count * 4} bytes), {reason}', blob, shape)
+
+
+def memory_limit(device):
+    """(bytes, what): the most one buffer on `device` could take, or (None, '')."""
+    if device.type == 'cuda':
+        return torch.cuda.get_device_properties(device).total_memory, f'the memory of {device}'
+    try:
+        limit = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (ValueError, OSError, AttributeError):
+        return None, ''
+    if soft != resource.RLIM_INFINITY and soft < limit:
+        return soft, 'this process\'s address-space limit (ulimit -v)'
+    return limit, 'the machine\'s physical memory'
+
+
+@contextlib.contextmanager
+def _allocating(memory):
+    """Turn torch's failure to allocate `memory`'s buffer into a BlobSizeError."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as e:
+        if isinstance(e, RuntimeError) and not isinstance(e, torch.OutOfMemoryError) \
+                and 'allocate' not in str(e):
+            raise
+        raise BlobSizeError(
+            f'needs {memory.capacity} floats ({memory.capacity * 4} bytes), which could not '
+            f'be allocated on {memory.device} ({str(e).splitlines()[0]})', memory) from None
 
 
 class SyncedMemory:
@@ -42,8 +93,9 @@ class SyncedMemory:
         if self._head is None:
             self._allocate()
         if self._host is None:
-            self._host = torch.empty(self.capacity, dtype=torch.float32,
-                                     pin_memory=torch.cuda.is_available())
+            with _allocating(self):
+                self._host = torch.empty(self.capacity, dtype=torch.float32,
+                                         pin_memory=torch.cuda.is_available())
             self._host.copy_(self._device)
         elif self._head == _DEVICE:
             self._host.copy_(self._device)
@@ -89,7 +141,9 @@ class SyncedMemory:
         self._device = self._host = self._head = self._view = None
 
     def _allocate(self):
-        self._device = torch.zeros(self.capacity, dtype=torch.float32, device=self.device)
+        with _allocating(self):
+            self._device = torch.zeros(self.capacity, dtype=torch.float32,
+                                       device=self.device)
         if self.device.type == 'cpu':
             self._host, self._head = self._device, _SYNCED
         else:
@@ -110,7 +164,8 @@ class Blob:
 
     # -- shape ---------------------------------------------------------------------------
     def reshape(self, *shape):
-        """Change the shape; storage is reallocated (zeroed) only when it must grow."""
+        """Change the shape; storage is reallocated (zeroed) only when it must grow, after
+        check_size (BlobSizeError for a blob Caffe refuses or the device cannot hold)."""
         if len(shape) == 1 and isinstance(shape[0], (tuple, list, torch.Size)):
             shape = tuple(shape[0])
         shape = tuple(int(d) for d in shape)
@@ -118,6 +173,7 @@ class Blob:
             raise ValueError(f'blob dimensions must be non-negative, got {shape}')
         count = math.prod(shape)
         if count > self._data.capacity:
+            check_size(self, shape, count)
             self._data = SyncedMemory(count, self.device)
             self._diff = SyncedMemory(count, self.device)
         self._shape, self._count = shape, count
@@ -189,6 +245,10 @@ class Blob:
         """Use `other`'s diff memory (Caffe's ShareDiff); counts must agree."""
         self._check_count(other, 'ShareDiff')
         self._diff = other._diff
+
+    def owns(self, memory):
+        """Whether `memory` (a BlobSizeError's owner) is this blob or its data or diff."""
+        return memory is self or memory is self._data or memory is self._diff
 
     def shares_data_with(self, other):
         return self._data is other._data

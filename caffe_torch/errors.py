@@ -33,6 +33,19 @@ class LayerSetupError(CaffeError, ValueError):
     """A layer whose bottoms, tops or parameters do not fit its type."""
 
 
+class BlobSizeError(LayerSetupError, MemoryError):
+    """A blob larger than Caffe's Blob allows (more than INT_MAX elements) or than its
+    device's memory, refused before it is allocated; or an allocation that failed. The
+    layer that sets the blob up puts its name and the top or param in the message
+    (Layer.locate_size_error); `owner` is the Blob or buffer it came from."""
+
+    def __init__(self, detail, owner, shape=None, where=None):
+        shape_text = '' if shape is None else f' of shape {shape}'
+        super().__init__(f'blob{shape_text} {detail}. Use a smaller shape.')
+        self.detail, self.owner, self.shape, self.where = detail, owner, shape, where
+        self.located = False
+
+
 class BackwardNotImplementedError(CaffeError, NotImplementedError):
     """A backward asked of a layer Caffe has none for (ArgMax, Threshold): Caffe aborts
     with NOT_IMPLEMENTED."""

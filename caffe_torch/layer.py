@@ -16,7 +16,7 @@ import numbers
 import torch
 
 from caffe_torch.blob import Blob
-from caffe_torch.errors import BackwardNotImplementedError, LayerSetupError
+from caffe_torch.errors import BackwardNotImplementedError, BlobSizeError, LayerSetupError
 from caffe_torch.proto import caffe_pb2
 
 
@@ -24,7 +24,11 @@ class BlobVec(list):
     """A layer's parameter blobs; `add_blob(*shape)` is pycaffe's way to append one."""
 
     def add_blob(self, *shape):
-        self.append(Blob(shape))
+        try:
+            self.append(Blob(shape))
+        except BlobSizeError as e:
+            e.where = f'param {len(self)}'
+            raise
         return self[-1]
 
 
@@ -127,17 +131,26 @@ class Layer:
         self.check_blob_counts(bottom, top)
         if self.is_loss and not self.layer_param.loss_weight:
             self.layer_param.loss_weight.append(1.0)
-        self.setup(*self._vectors(bottom, top))
-        self.run_reshape(bottom, top)
-        self._set_loss_weights(top)
+        try:
+            self.setup(*self._vectors(bottom, top))
+            self.reshape(*self._vectors(bottom, top))
+            self._set_loss_weights(top)
+        except BlobSizeError as e:
+            raise self.locate_size_error(e, top) from None
 
     def run_reshape(self, bottom, top):
-        self.reshape(*self._vectors(bottom, top))
+        try:
+            self.reshape(*self._vectors(bottom, top))
+        except BlobSizeError as e:
+            raise self.locate_size_error(e, top) from None
 
     def run_forward(self, bottom, top):
         bottom_vec, top_vec = self._vectors(bottom, top)
-        self.reshape(bottom_vec, top_vec)
-        self.forward(bottom_vec, top_vec)
+        try:
+            self.reshape(bottom_vec, top_vec)
+            self.forward(bottom_vec, top_vec)
+        except BlobSizeError as e:
+            raise self.locate_size_error(e, top) from None
         loss = 0.0
         for blob, weight in zip(top, self.loss_weights):
             if weight:
@@ -146,10 +159,40 @@ class Layer:
         return loss
 
     def run_backward(self, top, propagate_down, bottom):
+        top_vec, bottom_vec = top, bottom
         if self.pycaffe_vectors:
-            top, bottom = RawBlobVec(top), RawBlobVec(bottom)
+            top_vec, bottom_vec = RawBlobVec(top), RawBlobVec(bottom)
             propagate_down = list(propagate_down)  # pycaffe's BoolVec iterates
-        self.backward(top, propagate_down, bottom)
+        try:
+            self.backward(top_vec, propagate_down, bottom_vec)
+        except BlobSizeError as e:
+            raise self.locate_size_error(e, top, bottom) from None
+
+    def locate_size_error(self, error, top, bottom=()):
+        """`error` (a blob too large to allocate) with this layer's name, the top, bottom or
+        param at fault and what to check; one an inner layer has located stays as it is."""
+        if error.located:
+            return error
+        where, blob = error.where or 'an internal buffer', None
+        named = [('top', top, self.layer_param.top), ('bottom', bottom, self.layer_param.bottom)]
+        for kind, blobs, names in named:
+            for j, candidate in enumerate(blobs):
+                if candidate.owns(error.owner):
+                    name = names[j] if j < len(names) else '(automatic)'
+                    where, blob = f'{kind} {j} "{name}"', candidate
+        for j, candidate in enumerate(self.blobs):
+            if candidate.owns(error.owner):
+                where, blob = f'param {j}', candidate
+        shape = error.shape if error.shape is not None else blob.shape if blob else '?'
+        fix = ('check its num_output (and kernel_size), and the bottom shape they apply to'
+               if where.startswith('param') else 'check the input shape (Input or '
+               'DummyData shape, batch size, image size) and the num_output of the layers '
+               'below')
+        located = BlobSizeError(error.detail, error.owner, shape, where)
+        located.args = (f'layer "{self.name}" ({self.type}): {where} of shape {shape} '
+                        f'{error.detail}. Fix: {fix}.',)
+        located.located = True
+        return located
 
     def _vectors(self, bottom, top):
         if self.pycaffe_vectors:

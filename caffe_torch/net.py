@@ -18,7 +18,7 @@ from caffe_torch import formats, net_weights
 from caffe_torch.blob import Blob
 from caffe_torch.errors import LayerSetupError
 from caffe_torch.layer_factory import create_layer
-from caffe_torch.net_graph import filter_net, insert_splits
+from caffe_torch.net_graph import check_layer_names, filter_net, insert_splits
 from caffe_torch.net_params import ParamRegistry
 from caffe_torch.proto import caffe_pb2
 from caffe_torch.upgrade import upgrade_net
@@ -81,6 +81,7 @@ class Net(ParamRegistry):
         with torch.no_grad():
             for layer_id, layer_param in enumerate(param.layer):
                 self._append_layer(layer_id, layer_param, available)
+        check_layer_names(self._layer_names, self.layers, self.source)
         self._mark_backward(param.force_backward)
         self._output_ids = [self._blob_index[n] for n in sorted(available)]
         self._share_weights()

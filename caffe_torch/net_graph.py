@@ -6,6 +6,7 @@ also used as a loss) a Split layer, named exactly as Caffe names it, so that dif
 the consumers are summed:
     layer  <blob>_<producer>_<top index>_split
     tops   <blob>_<producer>_<top index>_split_<k>
+Once the layers are set up, `check_layer_names` refuses two of one name holding parameters.
 """
 from collections import defaultdict
 
@@ -45,6 +46,25 @@ def _included(layer, state):
     if layer.include:
         return any(state_meets_rule(state, rule) for rule in layer.include)
     return not any(state_meets_rule(state, rule) for rule in layer.exclude)
+
+
+def check_layer_names(names, layers, source='<net>'):
+    """Refuse two layers of one name when either holds parameters.
+
+    Caffe accepts them, but weights are matched by layer name (CopyTrainedLayersFrom takes
+    the first layer of the name), so a saved and reloaded net loses one layer's weights.
+    Parameter-less layers may share a name, as the two "loss" layers of Caffe's own
+    examples/mnist/mnist_autoencoder.prototxt do: nothing is matched by theirs.
+    """
+    first = {}
+    for i, (name, layer) in enumerate(zip(names, layers)):
+        j = first.setdefault(name, i)
+        if j != i and (layer.blobs or layers[j].blobs):
+            raise LayerSetupError(
+                f'{source}: layers {j} ({layers[j].type}) and {i} ({layer.type}) are both '
+                f'named "{name}", and weights are matched by layer name: Caffe would save '
+                f'both but load them into the first one only, silently losing the other\'s '
+                f'weights (net.params shows one of them). Rename one of the layers.')
 
 
 def split_layer_name(layer_name, blob_name, top_index):

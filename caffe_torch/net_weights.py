@@ -31,8 +31,9 @@ def copy_from(net, path):
             if not io.shape_equals(blob.shape, proto):
                 raise CaffemodelError(_shape_message(path, layer, j, io.blob_shape(proto),
                                                      blob.shape))
-            pairs.append((blob, _values(proto.data, proto.double_data, blob),
-                          _values(proto.diff, proto.double_diff, blob)
+            where = (path, layer.name, j)
+            pairs.append((blob, _values(proto.data, proto.double_data, blob, where),
+                          _values(proto.diff, proto.double_diff, blob, where)
                           if len(proto.diff) or len(proto.double_diff) else None))
     for blob, data, diff in pairs:
         blob.data_tensor.copy_(torch.from_numpy(data))
@@ -55,12 +56,14 @@ def _shape_message(path, layer, j, source_shape, target_shape):
             f'rather than copying from a saved net, rename the layer.')
 
 
-def _values(single, double, blob):
-    values = np.array(double if len(double) else single, dtype=np.float32)
-    if values.size != blob.count:
-        raise CaffemodelError(f'blob holds {values.size} values, expected {blob.count} '
-                              f'for shape {blob.shape}; the file is damaged.')
-    return values.reshape(blob.shape)
+def _values(single, double, blob, where):
+    chosen = double if len(double) else single
+    if len(chosen) != blob.count:  # counted before they are copied out
+        path, name, j = where
+        raise CaffemodelError(f'{path}: layer "{name}" param {j} holds {len(chosen)} '
+                              f'values, expected {blob.count} for its shape {blob.shape}; '
+                              f'the file is damaged or truncated. Re-download or re-save it.')
+    return np.array(chosen, dtype=np.float32).reshape(blob.shape)
 
 
 def share_with(net, other):
@@ -154,7 +157,12 @@ def _dataset(net, path, layer, layer_id, j, blob, group):
         if net.param_owners[net.param_ids[layer_id][j]] != -1:
             return None  # a shared param: its owner's dataset carries it
         _check_blob_count(layer, len(group), path)
-    values = np.asarray(group[str(j)], dtype=np.float32)
-    if values.shape != blob.shape:
-        raise CaffemodelError(_shape_message(path, layer, j, values.shape, blob.shape))
-    return values
+    dataset = group[str(j)]
+    if not isinstance(dataset, h5py.Dataset):
+        raise CaffemodelError(f'{path}: {dataset.name} is a group, expected the dataset of '
+                              f'layer "{layer.name}" param {j} of shape {blob.shape}; the '
+                              f'file is not a Net::ToHDF5 caffemodel.')
+    if dataset.shape != blob.shape:  # the declared shape, before reading any data: a
+        # file of a few KB may declare 10^9 compressed or unwritten floats
+        raise CaffemodelError(_shape_message(path, layer, j, dataset.shape, blob.shape))
+    return np.asarray(dataset, dtype=np.float32)

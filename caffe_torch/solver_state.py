@@ -88,16 +88,17 @@ def restore(solver, path):
     """Load iteration, lr step, history and (through learned_net) the weights.
 
     Everything is read and checked before anything changes, so a state that does not fit
-    this solver leaves it as it was.
+    this solver leaves it as it was; history shapes are checked as the file declares them,
+    before their data is read.
     """
     path = os.fspath(path)
     if path.endswith('.h5'):
-        it, model, step, history = _read_state_hdf5(path)
+        it, model, step, history = _read_state_hdf5(solver, path)
     else:
         state = formats.read_binaryproto(path, caffe_pb2.SolverState)
+        _check_history(solver, path, [io.blob_shape(b) for b in state.history])
         it, model, step = state.iter, state.learned_net, state.current_step
-        history = [io.blobproto_to_array(b) for b in state.history]
-    _check_history(solver, path, history)
+        history = [_history_values(path, i, b) for i, b in enumerate(state.history)]
     if model:
         solver.net.copy_from(_locate(model, path))
     for blob, values in zip(solver.history, history):
@@ -105,33 +106,69 @@ def restore(solver, path):
     solver.iter, solver.current_step = int(it), int(step)
 
 
-def _check_history(solver, path, history):
-    if len(history) != len(solver.history):
+def _check_history(solver, path, shapes):
+    if len(shapes) != len(solver.history):
         raise CaffemodelError(
-            f'{path}: {len(history)} history blobs, but this {solver.type} solver keeps '
+            f'{path}: {len(shapes)} history blobs, but this {solver.type} solver keeps '
             f'{len(solver.history)} for this net; is it the same net and solver type?')
-    for i, (blob, values) in enumerate(zip(solver.history, history)):
-        if tuple(values.shape) != tuple(blob.shape):
-            raise CaffemodelError(f'{path}: history blob {i} has shape {values.shape}, the '
-                                  f'parameter {blob.shape}; not this net\'s state')
+    for i, (blob, shape) in enumerate(zip(solver.history, shapes)):
+        if shape is None or tuple(shape) != tuple(blob.shape):
+            raise CaffemodelError(
+                f'{path}: history blob {i} has shape {None if shape is None else tuple(shape)}'
+                f', the parameter {blob.shape} ({_param_name(solver.net, i)}), as the file '
+                f'declares it; not this net\'s state. Restore a solverstate this net and '
+                f'solver type saved.')
 
 
-def _read_state_hdf5(path):
+def _param_name(net, i):
+    """'layer "<name>" param <j>' of the learnable param that history blob `i` is for."""
+    learnable = i % len(net.learnable_params)
+    for layer_id, ids in enumerate(net.param_ids):
+        for j, net_id in enumerate(ids):
+            if net.param_owners[net_id] == -1 and net.learnable_param_ids[net_id] == learnable:
+                return f'layer "{net._layer_names[layer_id]}" param {j}'
+    return f'learnable param {learnable}'
+
+
+def _history_values(path, i, blob):
     try:
-        return _read_hdf5_fields(path)
+        return io.blobproto_to_array(blob)
+    except ValueError as e:
+        raise CaffemodelError(f'{path}: history blob {i}: {e} Restore from an earlier '
+                              f'snapshot.') from None
+
+
+def _read_state_hdf5(solver, path):
+    try:
+        return _read_hdf5_fields(solver, path)
     except (OSError, KeyError) as e:
         raise CaffemodelError(f'{path}: not a readable HDF5 solverstate ({e}); the file is '
                               f'truncated or of another kind. Restore from an earlier '
                               f'snapshot.') from None
 
 
-def _read_hdf5_fields(path):
+def _read_hdf5_fields(solver, path):
     with h5py.File(path, 'r') as f:
-        history = [np.asarray(f['history'][str(i)]) for i in range(len(f['history']))]
-        model = f['learned_net'][()]
+        datasets = [f['history'][str(i)] for i in range(len(f['history']))]
+        _check_history(solver, path, [getattr(d, 'shape', None) for d in datasets])
+        history = [np.asarray(d) for d in datasets]
+        model = _scalar(f, 'learned_net', path)
         model = model.decode() if isinstance(model, bytes) else str(model)
-        return int(np.ravel(f['iter'])[0]), model, int(np.ravel(f['current_step'])[0]), \
-            history
+        return (int(np.ravel(_scalar(f, 'iter', path))[0]), model,
+                int(np.ravel(_scalar(f, 'current_step', path))[0]), history)
+
+
+def _scalar(h5file, name, path):
+    """The one value of dataset `name`, refused unread when it declares more (a file of a
+    few KB may declare 10^9 values): Caffe writes scalars and one path string."""
+    dataset = h5file[name]
+    shape = getattr(dataset, 'shape', None)
+    if shape is None or dataset.size != 1 or dataset.dtype.itemsize > 65536:
+        raise CaffemodelError(
+            f'{path}: "{name}" declares shape {shape} of {getattr(dataset, "dtype", None)}, '
+            f'expected one scalar value as SGDSolver::SnapshotSolverStateToHDF5 writes; the '
+            f'file is damaged or of another kind. Restore from an earlier snapshot.')
+    return dataset[()]
 
 
 def _locate(model, state_path):
