@@ -11,8 +11,8 @@ import re
 from google.protobuf import message as pb_message
 from google.protobuf import text_format
 
+import atomic_files
 from atomic_files import write_bytes
-
 from caffe_torch.errors import CaffemodelError, PrototxtError
 from caffe_torch.proto import caffe_pb2
 from caffe_torch.upgrade import upgrade_net, upgrade_solver
@@ -89,13 +89,21 @@ def read_solver(path):
     return solver
 
 
+def require_file(path):
+    """Refuse `path` before a reader sees it when it is missing or not a file (a folder
+    named like the file was reported as missing, or as a damaged file)."""
+    problem = atomic_files.file_problem(path)
+    if problem == 'does not exist':
+        raise FileNotFoundError(f'{path}: no such file; check the path (relative paths start '
+                                f'at {os.getcwd()}).')
+    if problem:
+        raise IsADirectoryError(f'{path}: {problem}; give the path of the file itself.')
+
+
 def _read_bytes(path):
-    try:
-        with open(path, 'rb') as f:
-            return f.read()
-    except FileNotFoundError:
-        raise FileNotFoundError(f'{path}: no such file; check the path (relative '
-                                f'paths start at {os.getcwd()}).') from None
+    require_file(path)
+    with open(path, 'rb') as f:
+        return f.read()
 
 
 def _read_text(path):

@@ -125,6 +125,7 @@ def save_hdf5(net, path, write_diff=False):
 def load_hdf5(net, path):
     """Net::CopyTrainedLayersFromHDF5: by layer name; absent datasets only for shared params.
     Everything is read and checked before anything is copied."""
+    formats.require_file(path)
     try:
         with h5py.File(path, 'r') as f:
             pairs = _hdf5_pairs(net, path, f['data'])

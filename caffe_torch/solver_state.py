@@ -139,6 +139,7 @@ def _history_values(path, i, blob):
 
 
 def _read_state_hdf5(solver, path):
+    formats.require_file(path)
     try:
         return _read_hdf5_fields(solver, path)
     except (OSError, KeyError) as e:

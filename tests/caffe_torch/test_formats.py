@@ -132,3 +132,20 @@ def test_catch_missing_file(tmp_path):
     """A missing file names the path."""
     with pytest.raises(FileNotFoundError, match='nothere.prototxt: no such file'):
         formats.read_net(tmp_path / 'nothere.prototxt')
+
+
+@pytest.mark.parametrize('name', ['w.caffemodel', 'w.h5', 'net.prototxt'])
+def test_catch_folder_where_a_file_belongs(tmp_path, name):
+    """A folder named like the weights or the net is said to be a folder (it was a raw
+    IsADirectoryError, or for HDF5 "damaged or of another kind")."""
+    from caffe_torch import Net, TEST
+    net = tmp_path / 'n.prototxt'
+    net.write_text('name: "n" layer { name: "d" type: "Input" top: "d" '
+                   'input_param { shape { dim: 1 dim: 2 } } }')
+    (tmp_path / name).mkdir()
+    with pytest.raises(IsADirectoryError, match=rf'{name}: is a folder, not a file; give the '
+                                                r'path of the file itself'):
+        if name.endswith('prototxt'):
+            Net(str(tmp_path / name), TEST)
+        else:
+            Net(str(net), TEST, weights=str(tmp_path / name))
