@@ -212,6 +212,7 @@ def _start(model_id, solver, param, init, resume, iterations):
     """Weights from a snapshot (with the resume state beside it) or from `init`."""
     if resume:
         log.info('resuming %s from %s', model_id, resume)
+        resume_state.check_snapshot(solver, resume, model_id)
         _restore(solver, resume)
         resume_state.restore(solver, resume)
         if solver.iter > iterations:
@@ -236,8 +237,8 @@ def _restore(solver, state):
     except (ValueError, KeyError, *backend.input_errors()) as e:
         raise files.FormatError(
             f'cannot resume from {state}: {e}\nThe snapshot is damaged (a write cut short?): '
-            f'delete it and its .caffemodel to resume from the one before, or remove the '
-            f'stage folder to train the stage again.') from None
+            f'move it and its .caffemodel out of the snapshot folder to resume from the one '
+            f'before, or give this run another --out to train the stage afresh.') from None
 
 
 def _save_final(folder, target):
@@ -274,8 +275,10 @@ def _train_rounds(model_id, solver, folder, iterations, step, progress, root=Tru
                 solver.step(count)
             if root:
                 _end_round(model_id, solver, folder, progress, keep)
-            if root and (solver.iter >= iterations or time.perf_counter() - began > PLOT_EVERY):
+            if root and solver.iter < iterations and time.perf_counter() - began > PLOT_EVERY:
                 _plot(folder)
+    if root:  # also when a rerun resumes at the last snapshot: a kill may have cut the plot
+        _plot(folder)
 
 
 PLOT_EVERY = 60  # s: curves.png is redrawn after rounds this long (a plot takes about 1 s)

@@ -383,7 +383,8 @@ def test_killed_stage_resumes_to_the_bytes_of_an_uninterrupted_run(real_caffe, d
                        OPENBLAS_NUM_THREADS='1')
     assert refused.returncode == 2, refused.stderr[-3000:]
     assert f'cannot resume from {first}' in refused.stderr
-    assert 'delete it and its .caffemodel to resume from the one before' in refused.stderr
+    assert ('move it and its .caffemodel out of the snapshot folder to resume from the one '
+            'before') in refused.stderr
     first.write_bytes(whole)
 
     resumed = _pycaffe(real_caffe, demo_root, command + [demo_root / 'killed'],

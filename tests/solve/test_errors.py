@@ -181,7 +181,8 @@ def test_a_damaged_snapshot_says_what_to_delete(tiny_demo, capsys):
     assert _train(tiny_demo / 'out') == 2
     err = capsys.readouterr().err
     assert 'cannot resume from' in err and 'The snapshot is damaged' in err
-    assert 'delete it and its .caffemodel to resume from the one before' in err
+    assert ('move it and its .caffemodel out of the snapshot folder to resume from the one '
+            'before') in err
     assert 'download it again' not in err
 
 
