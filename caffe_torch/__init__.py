@@ -23,6 +23,13 @@ from caffe_torch.sgd_solvers import (AdaDeltaSolver, AdaGradSolver,  # noqa: E40
 
 from caffe_torch import parallel  # noqa: E402,F401
 from caffe_torch.parallel import NCCL, has_nccl  # noqa: E402,F401
+from caffe_torch.timer import Timer  # noqa: E402,F401
+from caffe_torch.glog import init_log, log  # noqa: E402,F401
+from caffe_torch import classifier, detector  # noqa: E402,F401
+from caffe_torch.classifier import Classifier  # noqa: E402,F401
+from caffe_torch.detector import Detector  # noqa: E402,F401
+
+__version__ = '1.0.0'  # the CAFFE_VERSION BVLC Caffe 1.0 builds into pycaffe's _caffe
 
 ENGINE_NAME = 'caffe_torch'  # what tells the toolkit's backend selector this is not pycaffe
 logs.install()

@@ -5,6 +5,14 @@ BlobProto carries its shape in one of two ways: the current `shape { dim }`, or 
 Caffe compares a legacy shape against a blob from the right, padding with 1s, so a
 1x1x1xN bias or 1x1xMxN InnerProduct weight fits an N-vector or MxN matrix; `shape_equals`
 is that rule.
+
+resize_image follows the scikit-image that pycaffe users install today (>= 0.19), not the
+< 0.15 one Caffe 1.0 was written against: pycaffe calls `skimage.transform.resize(im,
+dims, order=1, mode='constant')`, which now low-passes every shrinking axis with a Gaussian
+of sigma = max(0, (in / out - 1) / 2) (zeros beyond the border, so edge pixels lean
+toward the image's minimum) before sampling, so a mean or image resized here matches
+today's pycaffe. It makes the same two scipy.ndimage
+calls skimage makes, so scikit-image is not a dependency.
 """
 import numpy as np
 
@@ -216,24 +224,30 @@ class Transformer:
         self.raw_scale[in_] = scale
 
     def set_mean(self, in_, mean):
-        """Mean to subtract: per channel (K,) or elementwise (K x H x W, or H x W)."""
+        """Mean to subtract: per channel (K,), or per pixel (K x H' x W', 1 x H' x W' or
+        H' x W'). A per-pixel mean of another size is resized to the input's H x W with
+        resize_image, as pycaffe does (the ILSVRC 256 x 256 mean on a 227 x 227 input).
+
+        Unlike pycaffe, a constant mean resizes to itself (pycaffe's min-max scaling
+        divides 0 by 0), an H' x W' mean of another size resizes (pycaffe fails to
+        transpose it), and a per-pixel mean whose channels are neither 1 nor K is refused
+        here rather than at preprocess.
+        """
         self._check_input(in_)
         mean = np.asarray(mean)
-        shape = mean.shape
+        channels, in_dims = self.inputs[in_][1], self.inputs[in_][2:]
+        if mean.ndim not in (1, 2, 3):
+            raise ValueError(f'Mean shape invalid: {mean.shape}; give (K,), (H, W) or '
+                             f'(K, H, W).')
+        shape = (1,) + mean.shape if mean.ndim == 2 else mean.shape
+        if shape[0] not in ((channels,) if mean.ndim == 1 else (1, channels)):
+            raise ValueError(f'Mean channels incompatible with input: mean shape '
+                             f'{mean.shape} for {channels} channels.')
         if mean.ndim == 1:
-            if shape[0] != self.inputs[in_][1]:
-                raise ValueError(f'Mean channels incompatible with input: {shape[0]} '
-                                 f'values for {self.inputs[in_][1]} channels.')
             mean = mean[:, np.newaxis, np.newaxis]
-        else:
-            if len(shape) == 2:
-                shape = (1,) + shape
-            if len(shape) != 3:
-                raise ValueError(f'Mean shape invalid: {mean.shape}; give (K,), (H, W) or '
-                                 f'(K, H, W).')
-            if shape != self.inputs[in_][1:]:
-                raise ValueError(f'Mean shape incompatible with input shape: {shape} vs '
-                                 f'{self.inputs[in_][1:]}.')
+        elif shape[1:] != in_dims:
+            hwk = mean.reshape(shape).transpose(1, 2, 0)
+            mean = resize_image(hwk, in_dims).transpose(2, 0, 1)
         self.mean[in_] = mean
 
     def set_input_scale(self, in_, scale):
@@ -281,31 +295,38 @@ def _as_float(img):
 def resize_image(im, new_dims, interp_order=1):
     """Resize H x W x K to new_dims[0] x new_dims[1] x K (float32), as pycaffe.
 
-    1- and 3-channel images go through skimage's resize path: scaled to [0, 1], sampled
-    at pixel centres (src = (dst + 0.5) * in / out - 0.5) with zeros beyond the border
-    (mode 'constant'), no anti-aliasing, clipped, and scaled back; a constant image stays
-    constant. Other channel counts use scipy.ndimage.zoom, as pycaffe does.
+    1- and 3-channel images are scaled to [0, 1], resized as scikit-image's resize (see
+    the module docstring), and scaled back; a constant image stays constant. Other
+    channel counts use scipy.ndimage.zoom, as pycaffe does.
     """
     from scipy import ndimage
     im = np.asarray(im)
     new_dims = tuple(int(d) for d in new_dims)
-    if im.shape[-1] in (1, 3):
-        im_min, im_max = im.min(), im.max()
-        if not im_max > im_min:
-            return np.full(new_dims + (im.shape[-1],), im_min, dtype=np.float32)
-        im_std = (im - im_min) / (im_max - im_min)
-        rows = (np.arange(new_dims[0]) + 0.5) * (im.shape[0] / new_dims[0]) - 0.5
-        cols = (np.arange(new_dims[1]) + 0.5) * (im.shape[1] / new_dims[1]) - 0.5
-        grid = np.meshgrid(rows, cols, indexing='ij')
-        channels = [ndimage.map_coordinates(im_std[:, :, k].astype(np.float64), grid,
-                                            order=interp_order, mode='grid-constant')
-                    for k in range(im.shape[-1])]
-        resized_std = np.clip(np.stack(channels, axis=-1), 0.0, 1.0)
-        resized = resized_std * (im_max - im_min) + im_min
-    else:
+    if im.shape[-1] not in (1, 3):
         scale = tuple(np.array(new_dims, dtype=float) / np.array(im.shape[:2]))
-        resized = ndimage.zoom(im, scale + (1,), order=interp_order)
-    return resized.astype(np.float32)
+        return ndimage.zoom(im, scale + (1,), order=interp_order).astype(np.float32)
+    im_min, im_max = im.min(), im.max()
+    if not im_max > im_min:
+        return np.full(new_dims + (im.shape[-1],), im_min, dtype=np.float32)
+    resized_std = _skimage_resize((im - im_min) / (im_max - im_min), new_dims, interp_order)
+    return (resized_std * (im_max - im_min) + im_min).astype(np.float32)
+
+
+def _skimage_resize(image, new_dims, order):
+    """skimage.transform.resize(image, new_dims, order=order, mode='constant') (>= 0.19)
+    of a float image: mode 'constant' is ndimage's 'grid-constant' (zeros beyond the
+    border) for both the anti-aliasing filter and the pixel-centre (grid_mode) zoom."""
+    from scipy import ndimage
+    if image.dtype not in (np.float32, np.float64):  # skimage's img_as_float
+        image = image.astype(np.float32 if image.dtype == np.float16 else np.float64)
+    factors = np.divide(image.shape, new_dims + image.shape[len(new_dims):])
+    low, high = image.min(), image.max()
+    if np.any(factors > 1):
+        image = ndimage.gaussian_filter(image, np.maximum(0, (factors - 1) / 2),
+                                        mode='grid-constant', cval=0)
+    out = ndimage.zoom(image, 1 / factors, order=order, mode='grid-constant', cval=0,
+                       grid_mode=True)
+    return np.clip(out, low, high, out=out)
 
 
 def oversample(images, crop_dims):

@@ -153,14 +153,76 @@ def test_catch_transformer_misuse():
         t.set_channel_swap('data', (1, 0))
     with pytest.raises(ValueError, match='Mean channels incompatible'):
         t.set_mean('data', np.zeros(4))
-    with pytest.raises(ValueError, match='Mean shape incompatible'):
-        t.set_mean('data', np.zeros((3, 2, 2)))
+    with pytest.raises(ValueError, match='Mean channels incompatible'):
+        t.set_mean('data', np.zeros((4, 2, 2)))
     with pytest.raises(ValueError, match='Mean shape invalid'):
         t.set_mean('data', np.zeros((1, 3, 4, 5)))
 
 
+def test_set_mean_vector_broadcasts_over_pixels():
+    """A K-vector mean is subtracted from every pixel of its channel."""
+    t = io.Transformer({'data': (1, 3, 2, 2)})
+    t.set_transpose('data', (2, 0, 1))
+    t.set_mean('data', np.array([1.0, 2.0, 3.0]))
+    out = t.preprocess('data', np.zeros((2, 2, 3), np.float32))
+    np.testing.assert_array_equal(out, -np.array([1.0, 2.0, 3.0])[:, None, None]
+                                  * np.ones((3, 2, 2)))
+
+
+def test_set_mean_resizes_to_the_input():
+    """A 1 x 1 x 2 mean [0, 4] on a 1 x 1 x 4 input is resized as pycaffe does: scaled to
+    [0, 1], sampled at src = (j + 0.5) / 2 - 0.5 = -0.25, 0.25, 0.75, 1.25 with zeros
+    outside (0, 0.25, 0.75, 0.75), scaled back: 0, 1, 3, 3."""
+    t = io.Transformer({'data': (1, 1, 1, 4)})
+    t.set_transpose('data', (2, 0, 1))
+    t.set_mean('data', np.array([[[0.0, 4.0]]]))
+    out = t.preprocess('data', np.zeros((1, 4, 1), np.float32))
+    np.testing.assert_allclose(out, -np.array([[[0.0, 1.0, 3.0, 3.0]]]), atol=1e-6)
+
+
+def test_set_mean_resize_shrinks_with_resize_image():
+    """A larger K x H' x W' mean goes through resize_image on its H' x W' x K transpose."""
+    mean = np.random.RandomState(6).rand(3, 8, 10) * 100 + 50
+    t = io.Transformer({'data': (1, 3, 4, 5)})
+    t.set_mean('data', mean)
+    expected = io.resize_image(mean.transpose(1, 2, 0), (4, 5)).transpose(2, 0, 1)
+    np.testing.assert_allclose(t.mean['data'], expected, rtol=1e-6)
+
+
+def test_set_mean_constant_and_two_axes():
+    """An H' x W' mean counts as one channel; a constant mean resizes to the constant
+    (pycaffe's min-max scaling would divide 0 by 0 and store NaNs)."""
+    t = io.Transformer({'data': (1, 3, 4, 4)})
+    t.set_transpose('data', (2, 0, 1))
+    t.set_mean('data', np.full((2, 2), 7.0))
+    assert t.mean['data'].shape == (1, 4, 4) and (t.mean['data'] == 7).all()
+    out = t.preprocess('data', np.full((4, 4, 3), 9.0, np.float32))
+    np.testing.assert_array_equal(out, np.full((3, 4, 4), 2.0))
+
+
+def _gaussian_kernel(sigma):
+    """scipy.ndimage's 1-D Gaussian: radius int(4 sigma + 0.5), normalised to sum 1."""
+    radius = int(4.0 * sigma + 0.5)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-0.5 * x * x / (sigma * sigma))
+    return kernel / kernel.sum()
+
+
+def _smooth_zero_border(im, sigma, axis):
+    """Convolve one axis with the Gaussian, zeros beyond the border (mode constant)."""
+    if sigma <= 0:
+        return im
+    kernel = _gaussian_kernel(sigma)
+    radius = len(kernel) // 2
+    moved = np.moveaxis(im, axis, 0)
+    padded = np.concatenate([np.zeros((radius,) + moved.shape[1:]), moved,
+                             np.zeros((radius,) + moved.shape[1:])])
+    out = sum(w * padded[i:i + moved.shape[0]] for i, w in enumerate(kernel))
+    return np.moveaxis(out, 0, axis)
+
+
 def _bilinear_zero_border(im, out_h, out_w):
-    """Reference: pixel-centre bilinear sampling, zero outside (skimage, mode constant)."""
+    """Pixel-centre bilinear sampling, zero outside (skimage, mode constant)."""
     h, w = im.shape
     out = np.zeros((out_h, out_w))
     for i in range(out_h):
@@ -176,16 +238,52 @@ def _bilinear_zero_border(im, out_h, out_w):
     return out
 
 
-@pytest.mark.parametrize('size', [(7, 5), (2, 3), (4, 4)])
-def test_resize_image_bilinear(size):
-    im = np.random.RandomState(3).rand(4, 4, 3) * 200 + 10
-    out = io.resize_image(im, size)
-    assert out.shape == size + (3,) and out.dtype == np.float32
+def _skimage_resize_reference(im, size):
+    """pycaffe's resize_image on scikit-image >= 0.19, in float64 NumPy: scale to [0, 1];
+    when shrinking an axis by factor s = in / out, pre-filter it with a Gaussian of
+    sigma = max(0, (s - 1) / 2) and zeros beyond the border; bilinear pixel-centre
+    sampling with zeros outside; clip to [0, 1]; scale back."""
     lo, hi = im.min(), im.max()
-    for k in range(3):
-        std = _bilinear_zero_border((im[:, :, k] - lo) / (hi - lo), *size)
-        np.testing.assert_allclose(out[:, :, k], np.clip(std, 0, 1) * (hi - lo) + lo,
-                                   rtol=1e-5)
+    std = (im.astype(np.float64) - lo) / (hi - lo)
+    for axis in (0, 1):
+        std = _smooth_zero_border(std, max(0.0, (im.shape[axis] / size[axis] - 1) / 2), axis)
+    out = np.stack([_bilinear_zero_border(std[:, :, k], *size)
+                    for k in range(im.shape[2])], axis=-1)
+    return np.clip(out, 0, 1) * (hi - lo) + lo
+
+
+@pytest.mark.parametrize('size', [(7, 5), (2, 3), (4, 4), (3, 9), (1, 2)])
+@pytest.mark.parametrize('channels', [1, 3])
+def test_resize_image_matches_skimage_algorithm(size, channels):
+    """1- and 3-channel images follow current scikit-image's resize, anti-aliasing
+    included when an axis shrinks."""
+    im = np.random.RandomState(3).rand(4 if size != (3, 9) else 12, 4, channels) * 200 + 10
+    out = io.resize_image(im, size)
+    assert out.shape == size + (channels,) and out.dtype == np.float32
+    np.testing.assert_allclose(out, _skimage_resize_reference(im, size), rtol=1e-5)
+
+
+def test_resize_image_shrinking_antialiases():
+    """Shrinking a 9 x 9 checkerboard to 3 x 3 samples the centre output at source pixel
+    (4, 4) after a Gaussian of sigma (3 - 1) / 2 = 1 (radius 4, inside the image): the
+    board 0.5 - 0.5 (-1)^(y + x) keeps 0.5 - 0.5 a^2 there, a = sum_k w_k (-1)^k, where
+    sampling without the filter would read the pixel's 0."""
+    board = (np.indices((9, 9)).sum(axis=0) % 2).astype(np.float64)[:, :, None]
+    kernel = _gaussian_kernel(1.0)
+    a = np.sum(kernel * (-1.0) ** np.arange(len(kernel)))  # radius 4: the centre is even
+    out = io.resize_image(board, (3, 3))
+    np.testing.assert_allclose(out[1, 1, 0], 0.5 - 0.5 * a * a, rtol=1e-6)
+
+
+@pytest.mark.parametrize('size', [(3, 5), (9, 4), (2, 2)])
+def test_resize_image_equals_installed_skimage(size):
+    """Where scikit-image is importable, resize_image equals pycaffe's call of it."""
+    transform = pytest.importorskip('skimage.transform')
+    im = np.random.RandomState(8).rand(6, 7, 3).astype(np.float32) * 100
+    lo, hi = im.min(), im.max()
+    std = transform.resize((im - lo) / (hi - lo), size, order=1, mode='constant')
+    np.testing.assert_allclose(io.resize_image(im, size), std * (hi - lo) + lo, rtol=1e-6,
+                               atol=1e-5)
 
 
 def test_resize_image_constant_and_many_channels():
