@@ -1,5 +1,22 @@
 # FCN reproduction toolkit. `make help` lists the targets.
-PYTHON ?= python3
+# The Python every target runs (tools/which_python.py): inside a virtual or conda environment,
+# that one; otherwise $(VENV)/bin/python, the virtual environment `make install` creates (a
+# system Python may refuse pip under PEP 668: Debian 12, Ubuntu 24.04). PYTHON=... sets it.
+BASE_PYTHON ?= python3
+VENV ?= .venv
+ifndef PYTHON
+PYTHON := $(shell $(BASE_PYTHON) tools/which_python.py $(VENV))
+endif
+ifeq ($(PYTHON),)
+$(error $(BASE_PYTHON) did not run tools/which_python.py: install Python 3.10+, or name one with BASE_PYTHON=/path/to/python3)
+endif
+# a target that needs the venv before `make install` made it says so
+ifeq ($(PYTHON)$(wildcard $(PYTHON))$(filter install,$(MAKECMDGOALS)),$(VENV)/bin/python)
+ifneq ($(filter-out help help-models clean,$(MAKECMDGOALS)),)
+$(error the targets run $(PYTHON), which is not there yet: run `make install` first (it creates $(VENV) and installs the toolkit in it), or run make inside your own virtual environment)
+endif
+endif
+VENV_PIP := $(if $(filter $(VENV)/bin/python,$(PYTHON)),$(VENV)/bin/pip)
 PYTEST_FLAGS ?= -q
 .DEFAULT_GOAL := help
 # every model of nets/models.py; `make voc-fcn8s ARGS='--gpu 0'` trains it and its stages
@@ -17,8 +34,11 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
-install:  ## install the toolkit, its test tools, protoc and the ONNX tools (CPU torch 2.13.0)
+install: $(VENV_PIP)  ## install the toolkit, its test tools, protoc and the ONNX tools (CPU torch 2.13.0) into .venv (or the active environment)
 	$(PYTHON) -m pip install -q -e '.[test,proto,export]'
+
+$(VENV)/bin/pip:  # the virtual environment (Debian and Ubuntu: apt-get install python3-venv)
+	$(BASE_PYTHON) -m venv $(VENV)
 
 demo:  ## the paper's pipeline in miniature on generated data, CPU: about 3 minutes
 	$(PYTHON) -m solve.demo $(ARGS)

@@ -4,7 +4,9 @@
                                           param_str: "{'split': 'train'}" } }
 
 `module` is imported from sys.path (importlib, as Caffe's bp::import) and `layer` names a
-class in it that subclasses caffe.Layer (caffe_torch.Layer). It is built as cls(layer_param),
+class in it that subclasses caffe.Layer (caffe_torch.Layer). With no module `caffe` loaded,
+the engine installs itself as `caffe` first, so a module saying `import caffe` gets it
+wherever the engine runs (the rule: caffe_torch/alias.py). It is built as cls(layer_param),
 gets `param_str` (the string, as given) before setup, and `phase` (caffe.TRAIN/TEST) from the
 Layer base. It overrides setup/reshape/forward/backward and works on the NumPy views
 blob.data / blob.diff; its parameters go in self.blobs (self.blobs.add_blob(*shape)).
@@ -15,6 +17,7 @@ import importlib
 import inspect
 import sys
 
+from caffe_torch import alias
 from caffe_torch.errors import LayerSetupError
 from caffe_torch.layer import Layer
 from caffe_torch.layer_factory import register
@@ -40,6 +43,7 @@ register('Python')(create_python_layer)
 
 
 def _import(module_name, where):
+    alias.caffe_for_python_layers()
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -72,7 +76,19 @@ def _layer_class(module, class_name, where):
             f'"{class_name}" (python_param.layer); its Layer classes: '
             f'{", ".join(found) or "none"}')
     if not (inspect.isclass(cls) and issubclass(cls, Layer)):
+        other = alias.other_caffe()
+        if _subclasses(cls, getattr(other, 'Layer', None)):
+            raise LayerSetupError(
+                f'{where}: the module `caffe` loaded in this process is '
+                f'{getattr(other, "__file__", None) or other!r}, not the engine caffe_torch, '
+                f'and "{module.__name__}.{class_name}" subclasses its Layer. To run the net on '
+                f'the engine, call caffe_torch.install_as_caffe() before anything imports '
+                f'caffe, or start the script with python -m caffe_torch.run SCRIPT')
         raise LayerSetupError(
             f'{where}: "{module.__name__}.{class_name}" must be a class subclassing '
             f'caffe.Layer (caffe_torch.Layer), got {cls!r}')
     return cls
+
+
+def _subclasses(cls, base):
+    return inspect.isclass(cls) and inspect.isclass(base) and issubclass(cls, base)
