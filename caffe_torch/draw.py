@@ -1,5 +1,5 @@
 """Net drawing, pycaffe's caffe.draw and python/draw_net.py: a NetParameter as a Graphviz
-graph (pydot), one box per layer, one octagon per blob, edges bottom -> layer -> top.
+graph (pydot), one box per layer, one node per blob, edges bottom -> layer -> top.
 
     python -m caffe_torch.draw nets/voc-fcn8s/train.prototxt fcn8s.png [--rankdir LR]
                                [--phase TRAIN|TEST|ALL] [--display_lrm]
@@ -14,8 +14,9 @@ layers #6495ED, in-place layers #90EE90, blobs #E0E0E0. The edge out of a Data l
 
 Building the graph needs only pydot; rendering it (PNG, SVG, PDF...) needs Graphviz's `dot`
 program. A '.raw' file name writes the DOT text itself, as pycaffe documents.
-Unlike pycaffe, every blob is drawn as an octagon (pycaffe styles a blob by its last
-mention, so a top that no later layer reads, or an in-place blob, comes out a plain ellipse).
+A blob is styled by its last mention, as pycaffe does: a grey octagon where it is last read
+as a bottom, a plain node (Graphviz's ellipse) where it is last written as a top, so the
+outputs no layer reads (loss, accuracy, a last in-place top) are drawn plain.
 """
 import argparse
 import shutil
@@ -134,7 +135,7 @@ def get_pydot_graph(caffe_net, rankdir, label_edges=True, phase=None, display_lr
             nodes[bottom + '_blob'] = pydot.Node(_blob_name(bottom), **BLOB_STYLE)
             edges.append((bottom + '_blob', node_name, '""'))
         for top in layer.top:
-            nodes[top + '_blob'] = pydot.Node(_blob_name(top), **BLOB_STYLE)
+            nodes[top + '_blob'] = pydot.Node(_blob_name(top))
             edges.append((node_name, top + '_blob',
                           get_edge_label(layer) if label_edges else '""'))
     for node in nodes.values():

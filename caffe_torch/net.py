@@ -14,7 +14,7 @@ import functools
 import numpy as np
 import torch
 
-from caffe_torch import formats, net_weights
+from caffe_torch import formats, logs, net_weights
 from caffe_torch.blob import Blob
 from caffe_torch.errors import LayerSetupError
 from caffe_torch.layer_factory import create_layer
@@ -64,7 +64,7 @@ class Net(ParamRegistry):
 
     # -- construction ----------------------------------------------------------------------
     def _init(self, in_param):
-        param = insert_splits(filter_net(in_param, self.source), self.source)
+        param = insert_splits(logs.initializing(filter_net(in_param, self.source)), self.source)
         self.param = param
         self.name = param.name
         self.layers, self._layer_names = [], []
@@ -85,6 +85,7 @@ class Net(ParamRegistry):
         self._mark_backward(param.force_backward)
         self._output_ids = [self._blob_index[n] for n in sorted(available)]
         self._share_weights()
+        logs.net_initialized(self.outputs)
 
     def _append_layer(self, layer_id, layer_param, available):
         if not layer_param.HasField('phase'):
@@ -118,7 +119,9 @@ class Net(ParamRegistry):
         self.bottom_ids.append(bottom_ids)
         self.top_ids.append(top_ids)
         self.bottom_need_backward.append(need_bottom)
+        logs.layer_wired(layer_param, len(tops))
         layer.set_up(bottoms, tops)
+        logs.layer_set_up(self, layer_id)
         for j, blob_id in enumerate(top_ids):
             self.blob_loss_weight_list[blob_id] = layer.loss(j)
         need_backward |= self._append_params(layer_id, layer, layer_param)
@@ -182,6 +185,7 @@ class Net(ParamRegistry):
                     self.bottom_need_backward[i][j] = False
                 if not self.bottom_need_backward[i][j]:
                     skip.add(self._blob_names[blob_id])
+        logs.backward_needs(self)
         if force_backward:
             self._force_backward()
 

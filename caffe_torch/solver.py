@@ -63,14 +63,18 @@ class Solver:
         else:
             self.param = formats.read_solver(solver_file)
             self.source = str(solver_file)
+        if mode.root_solver() and log.isEnabledFor(logging.INFO):
+            log.info('Initializing solver from parameters: \n%s', str(self.param).rstrip('\n'))
         self.check_param()
         if self.param.random_seed >= 0:  # each data-parallel solver draws its own numbers
             mode.set_random_seed(self.param.random_seed + mode.solver_rank())
-        self.net = Net(self._train_net_param())
-        self.test_nets = [Net(p) for p in self._test_net_params()]
-        for weights in self.param.weights:
-            for net in [self.net] + self.test_nets:
-                net.copy_from(weights)
+        self.net = self._with_weights(Net(self._train_net_param()))
+        self.test_nets = []
+        for i, (source, param) in enumerate(self._test_net_params()):
+            log.info('Creating test net (#%d) specified by %s', i, source)
+            self.test_nets.append(self._with_weights(Net(param)))
+        if mode.root_solver():
+            log.info('Solver scaffolding done.')
         self.iter = 0
         self.current_step = 0
         self.smoothed_loss = 0.0
@@ -88,6 +92,15 @@ class Solver:
                              f'{self.param.average_loss}')
 
     # -- nets ------------------------------------------------------------------------------
+    def _with_weights(self, net):
+        """`net` with the caffemodels of `weights` copied in, each entry a comma-separated
+        list, as Caffe's LoadNetWeights."""
+        for models in self.param.weights:
+            for model in (m.strip() for m in models.split(',')):
+                log.info('Finetuning from %s', model)
+                net.copy_from(model)
+        return net
+
     def _train_net_param(self):
         p = self.param
         given = [f for f in ('train_net_param', 'train_net', 'net_param', 'net')
@@ -95,6 +108,9 @@ class Solver:
         if len(given) != 1:
             raise CaffeError(f'{self.source}: give exactly one train net (train_net_param, '
                              f'train_net, net_param or net); got {given or "none"}')
+        if mode.root_solver():
+            log.info('Creating training net %s', _net_source(
+                given[0], getattr(p, given[0]), 'specified in {}.', 'from {} file: {}'))
         net = self._net_param(given[0], getattr(p, given[0]))
         state = caffe_pb2.NetState(phase=caffe_pb2.TRAIN)
         state.MergeFrom(net.state)
@@ -103,6 +119,7 @@ class Solver:
         return net
 
     def _test_net_params(self):
+        """[(where it comes from, in Caffe's words; its NetParameter)], one per test net."""
         p = self.param
         sources = [('test_net_param', n) for n in p.test_net_param] + \
                   [('test_net', n) for n in p.test_net]
@@ -129,7 +146,7 @@ class Solver:
             if p.test_state:
                 state.MergeFrom(p.test_state[i])
             net.state.CopyFrom(state)
-            nets.append(net)
+            nets.append((_net_source(field, value, '{}', '{} file: {}'), net))
         return nets
 
     def _net_param(self, field, value):
@@ -308,7 +325,7 @@ class Solver:
         return means
 
     def _log_train(self, lapse, per_s):
-        log.info('Iteration %d (%g iter/s, %.3gs/%d iters), loss = %g', self.iter, per_s,
+        log.info('Iteration %d (%g iter/s, %gs/%d iters), loss = %g', self.iter, per_s,
                  lapse, self.param.display, self.smoothed_loss)
         index = 0
         for name in self.net.outputs:
@@ -330,6 +347,13 @@ class Solver:
     def restore(self, state_file):
         """Continue from a solverstate: iteration, lr step, history and weights."""
         solver_state.restore(self, state_file)
+
+
+def _net_source(field, value, param_form, file_form):
+    """Where a net comes from, in Caffe's words: a *_param field, or a file field and its
+    path."""
+    return param_form.format(field) if field.endswith('param') else file_form.format(field,
+                                                                                   value)
 
 
 def blob_like(blob):

@@ -40,14 +40,16 @@ def snapshot(solver):
             f'"{solver.param.snapshot_prefix}" does not exist. Caffe does not create it '
             f'(it aborts: io.cpp:69 Check failed: proto.SerializeToOstream); create the '
             f'folder before training, or fix snapshot_prefix.')
+    from caffe_torch.solver import log
+    kind = 'HDF5 file' if h5 else 'binary proto file'
+    log.info('Snapshotting to %s %s', kind, model)  # Caffe's two lines, each before its write
+    save_weights = solver.net.save_hdf5 if h5 else solver.net.save
+    save_weights(model, write_diff=solver.param.snapshot_diff)
+    log.info('Snapshotting solver state to %s %s', kind, state)
     if h5:
-        solver.net.save_hdf5(model, write_diff=solver.param.snapshot_diff)
         _write_state_hdf5(solver, model, state)
     else:
-        solver.net.save(model, write_diff=solver.param.snapshot_diff)
         formats.write_binaryproto(_state_proto(solver, model), state)
-    from caffe_torch.solver import log
-    log.info('Snapshotting to %s and %s', model, state)
     return state
 
 
@@ -101,6 +103,9 @@ def restore(solver, path):
         history = [_history_values(path, i, b) for i, b in enumerate(state.history)]
     if model:
         solver.net.copy_from(_locate(model, path))
+    if not path.endswith('.h5'):  # only SGDSolver's binary restore says so
+        from caffe_torch.solver import log
+        log.info('SGDSolver: restoring history')
     for blob, values in zip(solver.history, history):
         blob.data_tensor.copy_(torch.from_numpy(np.ascontiguousarray(values, np.float32)))
     solver.iter, solver.current_step = int(it), int(step)

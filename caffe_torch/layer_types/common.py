@@ -11,6 +11,7 @@ import torch
 
 from caffe_torch.layer import Layer
 from caffe_torch.layer_factory import register
+from caffe_torch.batch_invariant import mm_rows
 
 
 
@@ -34,7 +35,8 @@ class InnerProductLayer(Layer):
     top = x W^T + b with W of shape (N, K), or x W with W of shape (K, N) when `transpose`.
     Backward adds dW and db (sum over the M rows) to the parameter diffs and overwrites the
     bottom diff with dy W (dy W^T when transposed). Params: num_output, bias_term, axis,
-    transpose, weight_filler, bias_filler.
+    transpose, weight_filler, bias_filler. Top rows and bottom diff rows are computed by
+    mm_rows, so a sample's result does not depend on its batch (as in Caffe).
     """
     exact_bottoms = exact_tops = 1
 
@@ -70,7 +72,7 @@ class InnerProductLayer(Layer):
     def forward(self, bottom, top):
         x = bottom[0].data_tensor.view(self.M, self.K)
         out = top[0].data_tensor.view(self.M, self.num_output)
-        torch.mm(x, self._weight(self.blobs[0].data_tensor), out=out)
+        mm_rows(x, self._weight(self.blobs[0].data_tensor), out=out)
         if len(self.blobs) > 1:
             out.add_(self.blobs[1].data_tensor)
 
@@ -87,7 +89,7 @@ class InnerProductLayer(Layer):
             self.blobs[1].diff_tensor.add_(dy.sum(dim=0))
         if propagate_down[0]:
             dx = bottom[0].diff_tensor.view(self.M, self.K)
-            torch.mm(dy, self._weight(self.blobs[0].data_tensor).t(), out=dx)
+            mm_rows(dy, self._weight(self.blobs[0].data_tensor).t(), out=dx)
 
 
 def _legacy_axis(layer, blob, param, legacy, what):

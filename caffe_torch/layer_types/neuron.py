@@ -22,6 +22,7 @@ import torch
 from caffe_torch import mode
 from caffe_torch.layer import Layer
 from caffe_torch.layer_factory import register
+from caffe_torch.batch_invariant import scalar_pow
 from caffe_torch.proto import caffe_pb2
 
 _BNLL_THRESHOLD = 50.0  # kBNLL_THRESHOLD: keeps exp() finite in BNLL's backward
@@ -180,7 +181,8 @@ class PowerLayer(NeuronLayer):
     (shift + scale * x) if power is 2; power * y / x if shift is 0; else
     scale * power * y / (shift + scale * x). In place (as Caffe, see the module docstring)
     y stands for x in the last three cases and the result is (dy/dx)^2, top diff unread.
-    power_param: power (1), scale (1), shift (0).
+    power_param: power (1), scale (1), shift (0). The pow is scalar_pow's
+    (caffe_torch.batch_invariant): one rounding for every element, as Caffe's std::pow.
     """
 
     def setup(self, bottom, top):
@@ -194,7 +196,7 @@ class PowerLayer(NeuronLayer):
                                                      np.float32(self.power))
             return torch.full_like(x, value)
         inner = _affine(x, self.scale, self.shift)
-        return inner.pow_(self.power) if self.power != 1 else inner
+        return scalar_pow(inner, self.power) if self.power != 1 else inner
 
     def backward(self, top, propagate_down, bottom):
         # Caffe's order: dy/dx into the bottom diff first, then times the top diff (the same

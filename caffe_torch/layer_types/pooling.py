@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from caffe_torch.layer import Layer
 from caffe_torch.layer_factory import register
+from caffe_torch.batch_invariant import scalar_pow
 from caffe_torch.proto import caffe_pb2
 
 PoolMethod = caffe_pb2.PoolingParameter.PoolMethod
@@ -229,7 +230,8 @@ class LRNLayer(Layer):
         - 2 alpha beta / m * x * window_sum(top_diff * top / scale), m = n or n^2.
     ACROSS_CHANNELS writes it whenever backward is called, even with propagate_down
     false (Caffe's CrossChannelBackward_cpu does not look at it); WITHIN_CHANNEL does not.
-    Params: local_size (odd), alpha, beta, k, norm_region.
+    Params: local_size (odd), alpha, beta, k, norm_region. scale^-beta is scalar_pow's
+    (caffe_torch.batch_invariant): one rounding for every element, as Caffe's std::pow.
     """
     exact_bottoms = exact_tops = 1
 
@@ -261,7 +263,8 @@ class LRNLayer(Layer):
     def forward(self, bottom, top):
         x = bottom[0].data_tensor
         self.scale = self._window_sum(x * x).mul_(self.alpha / self.window).add_(self.shift)
-        torch.mul(x, self.scale.pow(-self.beta), out=top[0].data_tensor)
+        self.scale_power = scalar_pow(self.scale, -self.beta)
+        torch.mul(x, self.scale_power, out=top[0].data_tensor)
 
     def backward(self, top, propagate_down, bottom):
         if not propagate_down[0] and not self.across:  # Caffe's CrossChannelBackward_cpu
@@ -269,4 +272,4 @@ class LRNLayer(Layer):
         x, y, dy = bottom[0].data_tensor, top[0].data_tensor, top[0].diff_tensor
         ratio = self._window_sum(dy * y / self.scale)
         factor = 2.0 * self.alpha * self.beta / self.window
-        bottom[0].diff_tensor.copy_(dy * self.scale.pow(-self.beta) - factor * x * ratio)
+        bottom[0].diff_tensor.copy_(dy * self.scale_power - factor * x * ratio)

@@ -23,13 +23,15 @@ Backward, as Caffe's unrolled net: to x, x_static and the parameters (accumulate
 cont (force_backward skips it, asking for it is an error). No gradient flows in from beyond
 the batch: the final state's diff is zero, and with expose_hidden the diffs of the final
 state tops are ignored and the initial state bottoms get no diff (Caffe shares only their
-data with its internal net), their diff left as it was.
+data with its internal net), their diff left as it was. The products go through mm_rows
+(caffe_torch.batch_invariant), so a stream's result does not depend on the other streams.
 """
 import torch
 
 from caffe_torch.blob import Blob
 from caffe_torch.layer import Layer
 from caffe_torch.layer_factory import register
+from caffe_torch.batch_invariant import mm_rows
 from caffe_torch.layer_types.lstm_unit import unit_backward, unit_forward
 
 
@@ -141,11 +143,11 @@ class RecurrentLayer(Layer):
     def forward(self, bottom, top):
         T, N, H = self.T, self.N, self.H
         W, b = self.blobs[0].data_tensor, self.blobs[1].data_tensor
-        x_part = torch.addmm(b, bottom[0].data_tensor.reshape(T * N, self.D), W.t())
+        x_part = mm_rows(bottom[0].data_tensor.reshape(T * N, self.D), W.t()).add_(b)
         static = None
         if self.static_input:
             xs = bottom[2].data_tensor.reshape(N, self.Ds)
-            static = torch.mm(xs, self.blobs[2].data_tensor.t())
+            static = mm_rows(xs, self.blobs[2].data_tensor.t())
         if self.expose_hidden:
             offset = 2 + self.static_input
             initial = [blob.data_tensor.reshape(N, H).clone()
@@ -170,13 +172,13 @@ class RecurrentLayer(Layer):
         x = bottom[0].data_tensor.reshape(T * N, self.D)
         self.blobs[0].diff_tensor.addmm_(dg.t(), x)
         self.blobs[1].diff_tensor.add_(dg.sum(dim=0))
-        torch.mm(dg, self.blobs[0].data_tensor, out=bottom[0].diff_tensor.view(T * N, self.D))
+        mm_rows(dg, self.blobs[0].data_tensor, out=bottom[0].diff_tensor.view(T * N, self.D))
         if self.static_input:
             static_diff = gate_diff.sum(dim=0)
             xs = bottom[2].data_tensor.reshape(N, self.Ds)
             self.blobs[2].diff_tensor.addmm_(static_diff.t(), xs)
-            torch.mm(static_diff, self.blobs[2].data_tensor,
-                     out=bottom[2].diff_tensor.view(N, self.Ds))
+            mm_rows(static_diff, self.blobs[2].data_tensor,
+                    out=bottom[2].diff_tensor.view(N, self.Ds))
 
     @property
     def _recurrent_index(self):
@@ -215,7 +217,7 @@ class LSTMLayer(RecurrentLayer):
         hs, cells, conted, gates = [], [c], [], []
         for t in range(self.T):
             h_conted = h * cont[t].unsqueeze(1)
-            gate = torch.mm(h_conted, w_hc.t()) + x_part[t]
+            gate = mm_rows(h_conted, w_hc.t()) + x_part[t]
             if static is not None:
                 gate = gate + static
             c, h = unit_forward(c, gate, cont[t])
@@ -238,7 +240,7 @@ class LSTMLayer(RecurrentLayer):
             c_diff, gate_diff[t] = unit_backward(cells[t], gates[t], cont[t], cells[t + 1],
                                                  c_diff, top_diff[t] + h_diff)
             if t:
-                h_diff = torch.mm(gate_diff[t], w_hc) * cont[t].unsqueeze(1)
+                h_diff = mm_rows(gate_diff[t], w_hc) * cont[t].unsqueeze(1)
         g = 4 * self.H
         blob.diff_tensor.addmm_(gate_diff.reshape(-1, g).t(),
                                 cache['conted'].reshape(-1, self.H))
@@ -270,14 +272,14 @@ class RNNLayer(RecurrentLayer):
         hs, conted = [], []
         for t in range(self.T):
             h_conted = h * cont[t].unsqueeze(1)
-            pre = torch.mm(h_conted, w_hh.t()) + x_part[t]
+            pre = mm_rows(h_conted, w_hh.t()) + x_part[t]
             if static is not None:
                 pre = pre + static
             h = torch.tanh(pre)
             hs.append(h)
             conted.append(h_conted)
         hs = torch.stack(hs)
-        out = torch.tanh(torch.addmm(b_o, hs.view(-1, self.H), w_ho.t())).view_as(hs)
+        out = torch.tanh(mm_rows(hs.view(-1, self.H), w_ho.t()).add_(b_o)).view_as(hs)
         cache = {'cont': cont, 'hidden': hs, 'conted': torch.stack(conted), 'out': out}
         return out, (h,), cache
 
@@ -289,12 +291,12 @@ class RNNLayer(RecurrentLayer):
         out_diff = (top_diff * (1 - out * out)).reshape(-1, H)
         w_ho.diff_tensor.addmm_(out_diff.t(), hs.reshape(-1, H))
         b_o.diff_tensor.add_(out_diff.sum(dim=0))
-        from_out = torch.mm(out_diff, w_ho.data_tensor).view_as(hs)
+        from_out = mm_rows(out_diff, w_ho.data_tensor).view_as(hs)
         pre_diff = torch.empty_like(hs)
         h_diff = torch.zeros_like(hs[0])
         for t in reversed(range(self.T)):
             pre_diff[t] = (from_out[t] + h_diff) * (1 - hs[t] * hs[t])
             if t:
-                h_diff = torch.mm(pre_diff[t], w_hh.data_tensor) * cont[t].unsqueeze(1)
+                h_diff = mm_rows(pre_diff[t], w_hh.data_tensor) * cont[t].unsqueeze(1)
         w_hh.diff_tensor.addmm_(pre_diff.reshape(-1, H).t(), cache['conted'].reshape(-1, H))
         return pre_diff

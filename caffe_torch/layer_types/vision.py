@@ -1,6 +1,10 @@
 """Vision layers: Convolution, Deconvolution and Crop, as BVLC Caffe has them.
 
-PyTorch's convolution kernels do the work, writing straight into the top blobs.
+PyTorch's convolution kernels do the work, writing straight into the top blobs. A batch of
+several images goes one image per call, for the top and the bottom diff, as Caffe's
+forward_cpu_gemm does: oneDNN and cuDNN pick their algorithm by the batch size, so a batched
+call would round one image differently alone and among others (caffe_torch.batch_invariant).
+FCN nets run a batch of one, where nothing changes.
 """
 import math
 
@@ -117,12 +121,14 @@ class _BaseConvolution(Layer):
         bias = self.blobs[1].data_tensor if self.bias_term else None
         for x_blob, y_blob in zip(bottom, top):
             x = x_blob.data_tensor.reshape(self._batched(x_blob.shape))
-            if adoptable(y_blob):
+            if len(x) == 1 and adoptable(y_blob):
                 y_blob._data.adopt(torch.ops.aten.convolution(
                     x, weight, bias, *self._conv_args()).reshape(-1))
                 continue
             y = y_blob.data_tensor.view(self._batched(y_blob.shape))
-            torch.ops.aten.convolution.out(x, weight, bias, *self._conv_args(), out=y)
+            for i in range(len(x)):  # one image per call: see the module docstring
+                torch.ops.aten.convolution.out(x[i:i + 1], weight, bias, *self._conv_args(),
+                                               out=y[i:i + 1])
 
     def backward(self, top, propagate_down, bottom):
         weight = self.blobs[0].data_tensor
@@ -135,6 +141,9 @@ class _BaseConvolution(Layer):
                 continue
             dy = y_blob.diff_tensor.reshape(self._batched(y_blob.shape))
             x = x_blob.data_tensor.reshape(self._batched(x_blob.shape))
+            if len(x) > 1:
+                self._backward_by_image(dy, x, x_blob, mask)
+                continue
             if all(mask):  # the common case: the bottom diff goes straight into place
                 dx = x_blob.diff_tensor.view(x.shape)
                 dw, db = torch.empty_like(weight), torch.empty(self.num_output, device=dy.device)
@@ -146,10 +155,29 @@ class _BaseConvolution(Layer):
                     dy, x, weight, bias_sizes, *self._conv_args(), mask)
                 if mask[0]:
                     x_blob.diff_tensor.copy_(dx.reshape(x_blob.shape))
-            if need_weight:
-                self.blobs[0].diff_tensor.add_(dw)
-            if need_bias:
-                self.blobs[1].diff_tensor.add_(db)
+            self._accumulate(dw, db, mask)
+
+    def _accumulate(self, dw, db, mask):
+        if mask[1]:
+            self.blobs[0].diff_tensor.add_(dw)
+        if mask[2]:
+            self.blobs[1].diff_tensor.add_(db)
+
+    def _backward_by_image(self, dy, x, x_blob, mask):
+        """Parameter diffs over the whole batch in one call (a sum: no per-image result to
+        keep), the bottom diff one image per call."""
+        weight = self.blobs[0].data_tensor
+        if mask[1] or mask[2]:
+            bias_sizes = [self.num_output] if self.bias_term else None
+            _, dw, db = torch.ops.aten.convolution_backward(
+                dy, x, weight, bias_sizes, *self._conv_args(), [False] + mask[1:])
+            self._accumulate(dw, db, mask)
+        if mask[0]:
+            dx = x_blob.diff_tensor.view(x.shape)
+            for i in range(len(x)):
+                dx[i:i + 1].copy_(torch.ops.aten.convolution_backward(
+                    dy[i:i + 1], x[i:i + 1], weight, None, *self._conv_args(),
+                    [True, False, False])[0])
 
 
 @register('Convolution')
@@ -204,13 +232,15 @@ class DeconvolutionLayer(_BaseConvolution):
         weight = self.blobs[0].data_tensor
         for x_blob, y_blob in zip(bottom, top):
             x = x_blob.data_tensor.reshape(self._batched(x_blob.shape))
-            if adoptable(y_blob):
+            if len(x) == 1 and adoptable(y_blob):
                 y_blob._data.adopt(upsample_by_phases(
                     x, weight, self.stride[0], self.pad, self.group).reshape(-1))
                 y = y_blob.data_tensor.view(self._batched(y_blob.shape))
             else:
                 y = y_blob.data_tensor.view(self._batched(y_blob.shape))
-                upsample_by_phases(x, weight, self.stride[0], self.pad, self.group, y)
+                for i in range(len(x)):  # one image per call, as Convolution
+                    upsample_by_phases(x[i:i + 1], weight, self.stride[0], self.pad,
+                                       self.group, y[i:i + 1])
             if self.bias_term:
                 y += self.blobs[1].data_tensor.view(-1, 1, 1)
 

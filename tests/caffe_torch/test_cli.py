@@ -332,7 +332,7 @@ def test_data_parallel_ranks_stop_together_root_snapshots(workdir):
     assert [p.returncode for p in procs] == [0, 0], logs
     for text in logs:
         assert 'Optimization stopped early.' in text
-    assert 'Snapshotting to snap/tiny_iter_4.caffemodel' in logs[0]
+    assert 'Snapshotting to binary proto file snap/tiny_iter_4.caffemodel' in logs[0]
     assert 'Snapshotting' not in logs[1]
     assert sorted(os.listdir('snap')) == ['tiny_iter_4.caffemodel', 'tiny_iter_4.solverstate']
 

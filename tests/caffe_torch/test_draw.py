@@ -53,9 +53,10 @@ def test_layer_labels_and_styles_lr():
     assert found['"fc\\n(InnerProduct)"'].get('fillcolor') == '#CC33FF'
     assert found['"loss\\n(SoftmaxWithLoss)"'].get('fillcolor') == '#6495ED'
     assert found['"relu1\\n(ReLU)"'].get('fillcolor') == '#90EE90'  # in place
-    for blob in ('data', 'label', 'conv1', 'pool1', 'fc', 'loss'):
+    for blob in ('data', 'label', 'conv1', 'pool1', 'fc'):
         assert found[blob].get('shape') == 'octagon' and found[blob].get('fillcolor') == \
             '#E0E0E0'
+    assert found['loss'].get_attributes() == {}  # read by no layer: plain, as pycaffe
     assert graph.get_name() == 'drawn' and graph.get('rankdir') == 'LR'
 
 
@@ -156,3 +157,40 @@ def test_blob_names_dot_would_misread_are_quoted():
     net = net_param("layer { name: 'a' type: 'ReLU' bottom: 'node' top: 'x:y' }")
     text = draw.get_pydot_graph(net, 'LR').to_string()
     assert '"node" -> "a\\n(ReLU)"' in text and '"a\\n(ReLU)" -> "x:y"' in text
+
+
+OUTPUTS_NET = """name: 'outputs'
+layer { name: 'data' type: 'Input' top: 'data' top: 'label' }
+layer { name: 'conv1' type: 'Convolution' bottom: 'data' top: 'conv1'
+        convolution_param { num_output: 4 kernel_size: 3 } }
+layer { name: 'relu1' type: 'ReLU' bottom: 'conv1' top: 'conv1' }
+layer { name: 'fc' type: 'InnerProduct' bottom: 'conv1' top: 'fc'
+        inner_product_param { num_output: 3 } }
+layer { name: 'loss' type: 'SoftmaxWithLoss' bottom: 'fc' bottom: 'label' top: 'loss' }
+layer { name: 'accuracy' type: 'Accuracy' bottom: 'fc' bottom: 'label' top: 'accuracy' }
+layer { name: 'prob' type: 'Softmax' bottom: 'fc' top: 'prob' }
+layer { name: 'scaled' type: 'Power' bottom: 'prob' top: 'prob' }
+"""
+
+
+def test_nodes_follow_pycaffe_blob_rule():
+    """Nodes, their order and attributes are pycaffe's: a blob node keeps the style of its
+    last mention, an octagon as a bottom, plain (no attributes) as a top, so the outputs no
+    layer reads (loss, accuracy, an in-place top) are plain."""
+    graph = draw.get_pydot_graph(net_param(OUTPUTS_NET), 'LR')
+    octagon = {'shape': 'octagon', 'fillcolor': '#E0E0E0', 'style': 'filled'}
+
+    def box(color):
+        return {'shape': 'record', 'fillcolor': color, 'style': 'filled'}
+
+    expected = [
+        ('"data\\n(Input)"', box('#6495ED')), ('data', octagon), ('label', octagon),
+        ('"conv1\\n(Convolution)\\nkernel size: 3\\nstride: 1\\npad: 0"', box('#FF5050')),
+        ('conv1', octagon), ('"relu1\\n(ReLU)"', box('#90EE90')),
+        ('"fc\\n(InnerProduct)"', box('#CC33FF')), ('fc', octagon),
+        ('"loss\\n(SoftmaxWithLoss)"', box('#6495ED')), ('loss', {}),
+        ('"accuracy\\n(Accuracy)"', box('#6495ED')), ('accuracy', {}),
+        ('"prob\\n(Softmax)"', box('#6495ED')), ('prob', {}),
+        ('"scaled\\n(Power)"', box('#90EE90'))]
+    assert [(n.get_name(), n.get_attributes()) for n in graph.get_nodes()] == expected
+    assert ('"loss\\n(SoftmaxWithLoss)"', 'loss', '""') in edges(graph)

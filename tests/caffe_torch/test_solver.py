@@ -240,6 +240,7 @@ def test_display_log_format(caplog):
     """display: 1 logs Caffe's iteration, train-output and lr lines, in Caffe's order."""
     caplog.set_level(logging.INFO, logger=LOGGER)
     solver = make_solver(BASE + 'display: 1')
+    caplog.clear()  # Solver::Init's lines
     solver.step(1)
     loss = float(solver.net.blobs['loss'].data)
     log = messages(caplog)
