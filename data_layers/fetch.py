@@ -305,9 +305,7 @@ def listing(cat, fetcher):
         digest = ('md5' if all(i['md5'] for i in entry['files']) else
                   'sha256' if all(i['sha256'] for i in entry['files']) else 'none')
         rows.append((entry['name'], f'{mb:.0f}' if mb else '?', digest, here, entry['title']))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ['  '.join(c.ljust(w) for c, w in zip(r, widths)) + '  ' + r[4] for r in rows]
-    return '\n'.join([f'data root: {fetcher.data_root}'] + lines)
+    return downloads.table(f'data root: {fetcher.data_root}', rows)
 
 
 def get_args_parser():

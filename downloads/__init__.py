@@ -170,6 +170,14 @@ def _resume_point(name, url, size, response, offset, part, again, out):
     return offset, total if total is not None else size
 
 
+def table(title, rows):
+    """`title`, then `rows` (the first one the header) in aligned columns, the last left
+    free (it holds prose): what the --list of weights.download and data_layers.fetch prints."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return '\n'.join([title] + ['  '.join(c.ljust(w) for c, w in zip(row, widths)) + '  '
+                                 + row[-1] for row in rows])
+
+
 def progress_bar(name, done, total, out):
     """tqdm's byte counter (percent and ETA when the total is known, MB/s), on a terminal
     only; where `out` is a log or a pipe, the caller says the outcome in one line instead."""

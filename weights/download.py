@@ -107,9 +107,7 @@ def listing(manifest, folder):
         size = f'{e["size"] / MB:.0f}' if e['size'] else '?'
         serves = e.get('model') or ', '.join(e.get('init_for', [])) or '-'
         rows.append((e['name'], e['kind'], size, 'yes' if e['sha1'] else '-', here, serves))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = ['  '.join(c.ljust(w) for c, w in zip(r, widths)) + '  ' + r[5] for r in rows]
-    return '\n'.join([f'folder: {folder}'] + lines)
+    return downloads.table(f'folder: {folder}', rows)
 
 
 def get_args_parser():
