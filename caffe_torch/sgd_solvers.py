@@ -31,8 +31,11 @@ Rules (g = diff, h = history, r = local_rate; eps = delta):
 FCN's recipe is plain SGD: fixed lr 1e-10 (VOC FCN-32s), momentum 0.99, weight decay 5e-4,
 biases at lr_mult 2 and decay_mult 0, deconvolutions frozen at lr_mult 0.
 """
+import ctypes
+import ctypes.util
 import math
 
+import numpy as np
 import torch
 
 from caffe_torch import formats
@@ -75,22 +78,58 @@ def learning_rate(solver):
         rate = p.base_lr * math.pow(p.gamma, solver.current_step)
     elif policy == 'exp':
         rate = p.base_lr * math.pow(p.gamma, it)
-    elif policy == 'inv':
-        rate = p.base_lr * math.pow(1.0 + p.gamma * it, -p.power)
+    elif policy == 'inv':  # all float in Caffe: Dtype(1) + gamma() * iter_, float pow
+        rate = _float(p.base_lr) * _powf(_float(1) + _float(p.gamma) * _float(it),
+                                         -_float(p.power))
     elif policy == 'multistep':
         if solver.current_step < len(p.stepvalue) and it >= p.stepvalue[solver.current_step]:
             solver.current_step += 1
             log.info('MultiStep Status: Iteration %d, step = %d', it, solver.current_step)
         rate = p.base_lr * math.pow(p.gamma, solver.current_step)
     elif policy == 'poly':
-        rate = p.base_lr * math.pow(1.0 - it / p.max_iter, p.power)
+        rate = _float(p.base_lr) * _powf(_float(1) - _float(it) / _float(p.max_iter),
+                                         _float(p.power))
     elif policy == 'sigmoid':
         _require(p.stepsize > 0, solver, 'lr_policy "sigmoid" needs stepsize > 0')
-        rate = p.base_lr * (1.0 / (1.0 + math.exp(-p.gamma * (it - p.stepsize))))
+        rate = _float(p.base_lr) * (_float(1) / (_float(1) + _expf(-_float(p.gamma) * (
+            _float(it) - _float(p.stepsize)))))
     else:
         raise CaffeError(f'{solver.source}: unknown lr_policy "{policy}"; Caffe knows fixed, '
                          f'step, exp, inv, multistep, poly and sigmoid')
     return float(torch.tensor(rate, dtype=torch.float32))  # Caffe's Dtype rate
+
+
+def _float(value):
+    """A float32 scalar: NumPy's float32 arithmetic is C's float arithmetic."""
+    return np.float32(value)
+
+
+def _libm():
+    """The C library's powf and expf, which Caffe's float arithmetic calls (NumPy's own
+    float32 exp and pow may round the last bit differently); None where there is no libm."""
+    try:
+        libm = ctypes.CDLL(ctypes.util.find_library('m') or 'libm.so.6')
+    except OSError:
+        return None
+    for name, args in (('powf', 2), ('expf', 1)):
+        getattr(libm, name).restype = ctypes.c_float
+        getattr(libm, name).argtypes = [ctypes.c_float] * args
+    return libm
+
+
+_LIBM = _libm()
+
+
+def _powf(base, exponent):
+    if _LIBM is None:
+        return np.power(np.float32(base), np.float32(exponent))
+    return np.float32(_LIBM.powf(float(base), float(exponent)))
+
+
+def _expf(value):
+    if _LIBM is None:
+        return np.exp(np.float32(value))
+    return np.float32(_LIBM.expf(float(value)))
 
 
 def _require(condition, solver, message):
@@ -113,7 +152,9 @@ class SGDSolver(Solver):
             if self.param.iter_size > 1:
                 diff.mul_(1.0 / self.param.iter_size)
             self.regularize(i, blob.data_tensor, diff)
-            self.compute_update_value(i, diff, _f32(rate * self.net.params_lr[i]))
+            # Dtype local_rate = rate * lr_mult: a float product
+            local_rate = float(_float(rate) * _float(self.net.params_lr[i]))
+            self.compute_update_value(i, diff, local_rate)
         for blob in self.net.learnable_params:
             blob.data_tensor.sub_(blob.diff_tensor)
 
@@ -135,7 +176,7 @@ class SGDSolver(Solver):
                 blob.diff_tensor.mul_(scale)
 
     def regularize(self, i, data, diff):
-        decay = _f32(self.param.weight_decay * self.net.params_weight_decay[i])
+        decay = float(_float(self.param.weight_decay) * _float(self.net.params_weight_decay[i]))
         if not decay:
             return
         kind = self.param.regularization_type
