@@ -18,8 +18,9 @@ import pathlib
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
+
+from data_layers.unpack import ArchiveError, extract
 
 COMMIT = '9b891540183ddc834a02b2bd81b31afae71b2153'
 SHORT = COMMIT[:7]
@@ -171,8 +172,10 @@ def unpack(source, into):
     elif source.is_dir():
         shutil.copytree(source, into, symlinks=True)
     else:
-        with tarfile.open(source) as tar:
-            tar.extractall(into.parent / '.unpack', filter='data')
+        try:
+            extract(source, into.parent / '.unpack')
+        except ArchiveError as e:  # unsafe members included
+            raise CaffeBuildError(f'cannot unpack {source}: {e}') from None
         tops = list((into.parent / '.unpack').iterdir())
         top = tops[0] if len(tops) == 1 and tops[0].is_dir() else into.parent / '.unpack'
         top.rename(into)

@@ -2,10 +2,11 @@
 
 The format is read from the bytes, not the name (SBD's benchmark.tgz is a plain tar). Every
 member is checked before it is written: no absolute path, no `..`, no link leading out of the
-destination, no device or FIFO, nothing but files, folders and links. A refused member stops
-the unpack; the caller unpacks into a temporary folder and removes it, so nothing of a refused
-archive is installed. Tar members stream (one pass over a multi-GB archive); Python's own
-'data' filter runs as a second guard.
+destination (by name, and on disk through links earlier members made), no device or FIFO,
+nothing but files, folders and links. A refused member stops the unpack; the caller unpacks
+into a temporary folder and removes it, so nothing of a refused archive is installed. Tar
+members stream (one pass over a multi-GB archive); Python's own 'data' filter runs as a
+second guard where the Python has it.
 """
 import errno
 import os
@@ -15,6 +16,11 @@ import stat
 import tarfile
 import zipfile
 import zlib
+
+
+# Python's 'data' filter (3.12, and 3.11.4+ / 3.10.12+) as a second guard where it exists;
+# Debian 12's Python 3.11.2 lacks it, and the checks above and in _check_on_disk stand alone.
+DATA_FILTER = {'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}
 
 
 class ArchiveError(ValueError):
@@ -60,7 +66,8 @@ def _extract_tar(archive, into):
     with tar:
         for member in tar:
             _check_tar_member(archive, member)
-            tar.extract(member, into, set_attrs=False, filter='data')
+            _check_on_disk(archive, member, into)
+            tar.extract(member, into, set_attrs=False, **DATA_FILTER)
             if member.isfile():
                 files, size = files + 1, size + member.size
     return files, size
@@ -79,6 +86,31 @@ def _check_tar_member(archive, member):
             _refuse(archive, name, f'is a link to {target!r}, outside the dataset')
     if member.islnk() and (posixpath.isabs(member.linkname) or _escapes(member.linkname)):
         _refuse(archive, name, f'is a hard link to {member.linkname!r}, outside the dataset')
+
+
+def _check_on_disk(archive, member, into):
+    """What the names alone cannot show: a member's folder, or its link's target, reached
+    through a link an earlier member made (link chains), leading out of `into`; or a member
+    written over an earlier link (opened, it would write where the link points)."""
+    dest = os.path.join(into, member.name)
+    folder = os.path.dirname(dest)
+    if not _inside(into, folder):
+        _refuse(archive, member.name, 'lies, through a link the archive made, outside the '
+                                      'dataset')
+    if os.path.islink(dest):
+        _refuse(archive, member.name, 'would be written over a link the archive made')
+    if member.issym() and not _inside(into, os.path.join(os.path.realpath(folder),
+                                                         member.linkname)):
+        _refuse(archive, member.name, f'is a link to {member.linkname!r}, which leads, '
+                                      f'through links, outside the dataset')
+    if member.islnk() and not _inside(into, os.path.join(into, member.linkname)):
+        _refuse(archive, member.name, f'is a hard link to {member.linkname!r}, which leads, '
+                                      f'through links, outside the dataset')
+
+
+def _inside(root, path):
+    real_root = os.path.realpath(root)
+    return os.path.commonpath([os.path.realpath(path), real_root]) == real_root
 
 
 def _extract_zip(archive, into):

@@ -26,7 +26,7 @@ from PIL import Image
 
 import dataset_fixtures as fx
 from http_fixtures import no_proxy, served, url_of  # noqa: F401 (no_proxy: autouse)
-from data_layers import catalog, fetch, paths
+from data_layers import catalog, fetch, paths, unpack
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 LISTS = catalog.LISTS
@@ -396,7 +396,7 @@ def test_a_dataset_unpacked_by_hand_is_found_and_completed(newcomer, sources, ca
     target = newcomer / 'data' / 'pascal' / 'VOC2012'
     target.mkdir(parents=True)
     with tarfile.open(served_dir / 'VOCtrainval_11-May-2012.tar') as t:
-        t.extractall(target, filter='data')
+        t.extractall(target, **unpack.DATA_FILTER)
     root = target / 'VOCdevkit' / 'VOC2012'
     assert paths.dataset_dir('voc') == root
     assert fetch.main(['voc']) == 0
@@ -414,7 +414,7 @@ def test_paths_accept_the_archives_own_layouts(newcomer, sources, monkeypatch):
         where = newcomer / 'by-hand' / name
         where.mkdir(parents=True)
         with tarfile.open(served_dir / archive) as t:
-            t.extractall(where, filter='data')
+            t.extractall(where, **unpack.DATA_FILTER)
         monkeypatch.setenv(paths.env_var(name), str(where))
         assert paths.dataset_dir(name) == where / inside
         assert paths.check_dataset(name) == where / inside
