@@ -23,13 +23,12 @@ import time
 
 import atomic_files
 import downloads
-from data_layers import catalog, paths, unpack
+from data_layers import catalog, install, paths, unpack
+from data_layers.install import RECORD, STAGING  # noqa: F401 (tests read fetch.RECORD)
 from downloads import DownloadError
 
 FAILED = 2
 FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
-RECORD = '.fcn-fetch.json'
-STAGING = '.fetch-'   # prefix of the temporary folders beside a destination
 EXAMPLES = """examples:
   python -m data_layers.fetch --list                    what the catalog holds, what is here
   python -m data_layers.fetch voc sbdd                  the VOC models' data (about 3.4 GB)
@@ -69,7 +68,7 @@ class Fetcher:
         """Install `entry` unless it is there; return 'present' or 'installed'."""
         final = self.destination(entry)
         final.parent.mkdir(parents=True, exist_ok=True)
-        _clear_staging(final, self.say)
+        install.clear_staging(final, self.say)
         if final.exists() and not self.force:
             status = self.present(entry, final)
             if status:
@@ -91,6 +90,9 @@ class Fetcher:
     def present(self, entry, final):
         """'present' when `final` holds the dataset as installed (or as a user unpacked it);
         None when it must be installed; FetchError when it differs from its record."""
+        if not final.is_dir():
+            raise FetchError(f'{entry["name"]}: {final} is a file where the dataset\'s folder '
+                             f'belongs. Move it away, then run the command again.')
         record_path = final / RECORD
         if not record_path.is_file():
             roots = catalog.find_root(final, entry['marks'])
@@ -101,12 +103,16 @@ class Fetcher:
                         f'folder in it has {", ".join(entry["marks"])}). Move it away, or pass '
                         f'--force to replace it.')
                 return None
-            placed = _place_lists(entry, roots[0], self.say)
+            placed = install.place_lists(entry, roots[0], self.say)
             self.say(f'{entry["name"]}: present at {roots[0]} (installed by hand, not by this '
                      f'command: its archive was not verified)' +
                      (f'; added the reference\'s {", ".join(placed)}' if placed else ''))
             return 'present'
-        record = json.loads(record_path.read_text())
+        record = install.read_record(record_path)
+        if record is None:
+            raise FetchError(f'{entry["name"]}: {record_path}, the record of what this command '
+                             f'installed, is unreadable or not one it writes. Pass --force to '
+                             f'install the dataset afresh from its verified archive.')
         files, size = unpack.tree_size(final, skip={RECORD})
         if (files, size) != (record['files'], record['bytes']) or not catalog.holds_marks(
                 final, entry['marks']):
@@ -195,7 +201,7 @@ class Fetcher:
         staging = final.parent / f'{STAGING}{final.name}.{secrets.token_hex(4)}'
         try:
             root = self.unpack_into(entry, archives, staging)
-            placed = _place_lists(entry, root, self.say)
+            placed = install.place_lists(entry, root, self.say)
             for item in entry['files']:
                 if not item['unpack']:
                     shutil.copyfile(archives[item['file']], root / item['file'])
@@ -205,7 +211,7 @@ class Fetcher:
                       'archives': [self.recorded[i['file']] for i in entry['files']],
                       'lists_added': placed}
             atomic_files.write_bytes(root / RECORD, json.dumps(record, indent=1).encode())
-            _swap_into_place(root, final, staging)
+            install.swap_into_place(root, final, staging)
         except OSError as e:
             text = e.strerror or str(e)
             if e.errno in FULL and 'disk full' not in text:
@@ -242,41 +248,6 @@ class Fetcher:
                 f'; this is not the layout the catalog knows for {entry["title"]}. Check the '
                 f'archive, and the entry\'s "marks" in {catalog.CATALOG.name}.')
         return roots[0]
-
-
-def _place_lists(entry, root, say):
-    """Copy the reference's lists the root lacks; return the ones copied."""
-    placed = []
-    for target, shipped in entry['lists'].items():
-        path = root / target
-        source = catalog.LISTS / shipped
-        if path.is_file():
-            if _lines(path) != _lines(source):
-                say(f'{entry["name"]}: note: its {target} differs from the reference\'s '
-                    f'{shipped}; it is kept, and the data layers read it')
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_files.write_bytes(path, source.read_bytes())
-        placed.append(target)
-    return placed
-
-
-def _lines(path):
-    return path.read_bytes().replace(b'\r\n', b'\n').rstrip(b'\n')
-
-
-def _swap_into_place(root, final, staging):
-    """Rename the complete root to `final`; an older copy (--force) goes aside first and is
-    removed after, both inside `staging`'s name space so that a kill leaves nothing half."""
-    if final.exists():
-        os.replace(final, staging / 'replaced')
-    os.replace(root, final)
-
-
-def _clear_staging(final, say):
-    for stale in final.parent.glob(f'{STAGING}{final.name}.*'):
-        say(f'removing {stale}, left by a run that was interrupted')
-        shutil.rmtree(stale, ignore_errors=True)
 
 
 def _warn_space(folder, items, say):

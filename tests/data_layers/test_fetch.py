@@ -502,3 +502,21 @@ def test_catch_an_archive_with_a_member_leading_out(newcomer, tmp_path, capsys):
     data = newcomer / 'data'
     assert not (data / 'sbdd' / 'dataset').exists() and not list(data.rglob('.fetch-*'))
     assert not list(newcomer.rglob('escaped.txt'))
+
+
+@pytest.mark.parametrize('record', ['{"files": 3', '[]', '{"files": "3", "bytes": 1}'])
+def test_catch_a_damaged_install_record(newcomer, sources, server, capsys, record):
+    """A .fcn-fetch.json that is not the record fetch writes is named, with --force as the
+    way out, instead of a traceback."""
+    assert run(newcomer, server, sources[1], 'siftflow') == 0
+    (newcomer / 'data/sift-flow' / fetch.RECORD).write_text(record)
+    assert run(newcomer, server, sources[1], 'siftflow') == fetch.FAILED
+    err = capsys.readouterr().err
+    assert 'is unreadable or not one it writes. Pass --force' in err and 'Traceback' not in err
+
+
+def test_catch_a_file_where_the_dataset_folder_belongs(newcomer, sources, server, capsys):
+    (newcomer / 'data').mkdir()
+    (newcomer / 'data/sift-flow').write_text('not a folder')
+    assert run(newcomer, server, sources[1], 'siftflow') == fetch.FAILED
+    assert 'sift-flow is a file where the dataset\'s folder belongs' in capsys.readouterr().err
