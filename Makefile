@@ -28,7 +28,7 @@ help-models:  ## list the model targets: make <model> [ARGS='--gpu 0 --out DIR']
 $(MODELS):
 	$(PYTHON) solve/$(subst -,_,$@).py $(ARGS)
 
-.PHONY: $(MODELS) help-models help install demo test test-caffe caffe test-gpu gpu-check smoke bench tables weights data nets check-nets proto check-proto lint clean
+.PHONY: $(MODELS) help-models help install demo test test-caffe caffe test-gpu gpu-check smoke bench bench-small tables weights data nets check-nets proto check-proto lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -55,8 +55,11 @@ test-caffe: caffe  ## against real Caffe: differential cases of every layer and 
 test-gpu:  ## run the GPU-marked tests (needs CUDA)
 	$(PYTHON) -m pytest $(PYTEST_FLAGS) -m gpu tests
 
-bench:  ## engine vs direct PyTorch: FCN-32s/16s/8s full and demo size, time and memory (minutes)
+bench:  ## engine vs direct PyTorch (NCHW, channels-last) and ONNX Runtime: FCN-32s/16s/8s full and demo size, time and memory (minutes)
 	$(PYTHON) benchmarks/fcn_bench.py --repeat 2 $(ARGS)
+
+bench-small: caffe  ## small nets (logistic regression, LeNet) on the engine and on real Caffe: wall time and ratio
+	$(PYTHON) benchmarks/small_nets.py $(ARGS)
 
 gpu-check:  ## on a CUDA machine: GPU tests, golden cases on the GPU, bench, demo; one summary
 	$(PYTHON) benchmarks/gpu_check.py $(ARGS)

@@ -7,7 +7,11 @@ same weights and input:
   test    forward of the TEST net; the engine records no autograd graph, the direct model
           runs under torch.no_grad()
 The engine runs with the toolkit's settings (`Net.keep_blobs`: only the loss and outputs
-are kept) and, for the memory column "all blobs", as pycaffe does (every blob kept).
+are kept) and, for the memory column "all blobs", as pycaffe does (every blob kept). Beside
+it, the fastest ways a user has to run the same net on the same weights: the direct model in
+channels-last memory ("direct CL", eager PyTorch) and, for TEST, ONNX Runtime on the
+engine's own export (python -m caffe_torch.export); the last line times the engine and ONNX
+Runtime alternately in one process, as the two would meet in one program.
 Peak memory is the peak during the timed passes, after one warm-up pass (weights, inputs
 and the net included; loading and one-time set-up such as oneDNN's kernels not): the
 process's peak RSS (VmHWM, reset before the passes) on the CPU, torch's peak allocation on
@@ -40,7 +44,7 @@ from nets.generate import NETS  # noqa: E402
 
 
 SIZES = {'full': ('voc-fcn{}s', 500, Shape.VGG16), 'demo': ('demo-fcn{}s', 160, Shape.DEMO)}
-IMPLS = ('direct', 'engine', 'engine-all')
+IMPLS = ('direct', 'engine', 'engine-all', 'direct-cl', 'onnxruntime')
 
 
 def engine_param(stride, size, train):
@@ -73,8 +77,12 @@ def measure(impl, mode, stride, size, repeat, folder, device):
     if device == 'cuda':
         caffe.set_mode_gpu()
     arrays = dict(np.load(os.path.join(folder, f'inputs{stride}{size}.npz')))
-    run = _direct_step(stride, size, mode, arrays, device) if impl == 'direct' \
-        else _engine_step(stride, size, mode, arrays, keep_all=impl == 'engine-all')
+    if impl.startswith('direct'):
+        run = _direct_step(stride, size, mode, arrays, device, impl == 'direct-cl')
+    elif impl == 'onnxruntime':
+        run = _onnxruntime_step(stride, size, arrays, folder)
+    else:
+        run = _engine_step(stride, size, mode, arrays, keep_all=impl == 'engine-all')
     del arrays
     gc.collect()
     run()  # warm-up: one-time set-up (oneDNN's kernels, thread pools) is no pass's memory
@@ -163,9 +171,45 @@ def _engine_step(stride, size, mode, arrays, keep_all=False):
     return train if mode == 'train' else net.forward
 
 
-def _direct_step(stride, size, mode, arrays, device):
+def _onnxruntime_step(stride, size, arrays, folder):
+    """ONNX Runtime (CPU) on the engine's export of the TEST net, loss layer left out."""
+    import onnxruntime
+    from caffe_torch.export.__main__ import export
+    net = caffe.Net(engine_param(stride, size, False))
+    for key, value in arrays.items():
+        if '/' in key:
+            name, i = key.split('/')
+            net.params[name][int(i)].data[...] = value
+    path = os.path.join(folder, f'net{stride}{size}.onnx')
+    export(net, path, net.blobs['data'].shape)
+    del net
+    session = onnxruntime.InferenceSession(path, providers=['CPUExecutionProvider'])
+    feed = {session.get_inputs()[0].name: arrays['data']}
+    return lambda: session.run(None, feed)
+
+
+def duel(stride, size, repeat, folder):
+    """Engine and ONNX Runtime TEST forwards alternately in one process: best seconds."""
+    arrays = dict(np.load(os.path.join(folder, f'inputs{stride}{size}.npz')))
+    runs = {'engine': _engine_step(stride, size, 'test', arrays),
+            'onnxruntime': _onnxruntime_step(stride, size, arrays, folder)}
+    times = {name: [] for name in runs}
+    for name, run in runs.items():
+        run()
+    for _ in range(repeat):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: min(t) for name, t in times.items()}
+
+
+def _direct_step(stride, size, mode, arrays, device, channels_last=False):
     model = DirectFCN.from_arrays(arrays, stride, SIZES[size][2]).to(device)
     data = torch.from_numpy(arrays['data']).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        data = data.contiguous(memory_format=torch.channels_last)
     label = torch.from_numpy(arrays['label']).long().to(device)
     model.train(mode == 'train')
 
@@ -197,6 +241,10 @@ def main(args):
     if args.save:
         print(json.dumps(measure_save(args.folder)))
         return 0
+    if args.duel:
+        stride, size = args.duel.split(':')
+        print(json.dumps(duel(int(stride), size, args.repeat, args.folder)))
+        return 0
     rows = {}
     with tempfile.TemporaryDirectory() as folder:
         for size in args.sizes:
@@ -204,8 +252,13 @@ def main(args):
                 _child(['--prepare', f'{stride}:{size}'], args, folder)
                 for mode in ('train', 'test'):
                     for impl in IMPLS:
+                        if impl == 'onnxruntime' and (mode == 'train' or args.device != 'cpu'):
+                            continue
                         out = _child(['--one', f'{impl}:{mode}:{stride}:{size}'], args, folder)
                         rows[(size, stride, impl, mode)] = _last_json(out)
+                if args.device == 'cpu':
+                    out = _child(['--duel', f'{stride}:{size}'], args, folder)
+                    rows[(size, stride, 'duel')] = _last_json(out)
         save = _last_json(_child(['--save'], args, folder)) if args.with_save else None
     print(report(rows, save, args))
     return 0
@@ -250,7 +303,8 @@ def report(rows, save, args):
         pixels = SIZES[size][1]
         for stride in args.strides:
             for mode, label in (('train', 'TRAIN fwd+bwd'), ('test', 'TEST forward')):
-                d, e, a = (rows[(size, stride, impl, mode)] for impl in IMPLS)
+                d, e, a = (rows[(size, stride, impl, mode)]
+                           for impl in ('direct', 'engine', 'engine-all'))
                 lines.append(
                     f'| FCN-{stride}s | {size} {pixels}x{pixels} | {label} | '
                     f'{d["seconds"]:.4f} | {e["seconds"]:.4f} | '
@@ -260,6 +314,27 @@ def report(rows, save, args):
                     f'{e["pass_mib"] / max(d["pass_mib"], 1e-9):.3f} | '
                     f'{a["peak_mib"]:.0f} | {a["peak_mib"] / d["peak_mib"]:.3f} | '
                     f'{1 / e["seconds"]:.2f} |')
+    lines += ['', '| net | size | pass | engine s | direct CL s | engine / CL | '
+              'ONNX Runtime s | engine / ORT | direct CL MiB | engine / CL | ORT MiB | '
+              'engine / ORT | one process: engine s / ORT s |',
+              '|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|']
+    for size in args.sizes:
+        for stride in args.strides:
+            for mode, label in (('train', 'TRAIN fwd+bwd'), ('test', 'TEST forward')):
+                e, c = rows[(size, stride, 'engine', mode)], rows[(size, stride, 'direct-cl', mode)]
+                o = rows.get((size, stride, 'onnxruntime', mode))
+                both = rows.get((size, stride, 'duel')) if o else None
+                ort = (f'{o["seconds"]:.4f} | {e["seconds"] / o["seconds"]:.3f}' if o
+                       else 'n/a | n/a')
+                ort_mib = (f'{o["peak_mib"]:.0f} | {e["peak_mib"] / o["peak_mib"]:.3f}' if o
+                           else 'n/a | n/a')
+                one = (f'{both["engine"]:.4f} / {both["onnxruntime"]:.4f} = '
+                       f'{both["engine"] / both["onnxruntime"]:.3f}' if both else 'n/a')
+                lines.append(
+                    f'| FCN-{stride}s | {size} {SIZES[size][1]}x{SIZES[size][1]} | {label} | '
+                    f'{e["seconds"]:.4f} | {c["seconds"]:.4f} | '
+                    f'{e["seconds"] / c["seconds"]:.3f} | {ort} | {c["peak_mib"]:.0f} | '
+                    f'{e["peak_mib"] / c["peak_mib"]:.3f} | {ort_mib} | {one} |')
     if save:
         lines += ['', f'VGG16 FCN-8s caffemodel ({save["mb"]:.0f} MB) written by net.save in '
                       f'{save["seconds"]:.2f} s']
@@ -281,6 +356,7 @@ def get_args_parser():
     parser.add_argument('--one', help=argparse.SUPPRESS)
     parser.add_argument('--prepare', help=argparse.SUPPRESS)
     parser.add_argument('--save', action='store_true', help=argparse.SUPPRESS)
+    parser.add_argument('--duel', help=argparse.SUPPRESS)
     parser.add_argument('--folder', help=argparse.SUPPRESS)
     return parser
 

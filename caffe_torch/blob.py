@@ -87,6 +87,8 @@ class SyncedMemory:
         self._device = self._host = None
         self._head = None
         self._view = None  # (base tensor, shape, the shaped view of it) last handed out
+        self._nhwc = None  # the 4-D shape whose data the buffer holds channels-last (adopt)
+        self.rectified = False  # adopted with ReLU applied (a fused convolution's top)
 
     def host(self):
         """The host tensor, current; the caller may write into it."""
@@ -120,15 +122,49 @@ class SyncedMemory:
         cached = self._view
         if cached is not None and cached[0] is base and cached[1] == shape:
             return cached[2]
-        view = base[:math.prod(shape)].view(shape)
+        view = self._shaped(base, shape)
         self._view = (base, shape, view)
         return view
 
-    def adopt(self, flat):
-        """Take `flat` (a fresh 1-D float32 tensor of `capacity` elements on the device) as
+    def host_view(self, shape):
+        """host()[:count] shaped `shape` (logically NCHW whatever the buffer's order)."""
+        host = self.host()
+        if host is self._device:
+            return self.device_view(shape)
+        return self._shaped(host, shape)
+
+    def _shaped(self, base, shape):
+        """base's first elements as a tensor of `shape`: a channels-last buffer (adopt) read
+        through the same 4-D shape is handed out as the NCHW-indexed view torch and NumPy
+        both understand; read through any other shape (Reshape, Flatten, a Python layer's
+        reshape), it is first rewritten in NCHW order, so a flat reader sees Caffe's."""
+        if self._nhwc is not None:
+            if shape == self._nhwc:
+                n, c, h, w = shape
+                return base[:math.prod(shape)].view(n, h, w, c).permute(0, 3, 1, 2)
+            self._to_nchw(base)
+        return base[:math.prod(shape)].view(shape)
+
+    def _to_nchw(self, base):
+        n, c, h, w = self._nhwc
+        count = n * c * h * w
+        base[:count].copy_(base[:count].view(n, h, w, c).permute(0, 3, 1, 2).contiguous()
+                           .view(-1))
+        self._nhwc, self._view = None, None
+
+    def adopt(self, result, rectified=False):
+        """Take `result` (a fresh float32 tensor of `capacity` elements on the device) as
         the buffer instead of copying it in: for blobs a memory plan frees every pass
-        (Blob.transient), whose old buffer no NumPy view can outlive in use."""
-        self._device, self._view = flat, None
+        (Blob.transient), whose old buffer no NumPy view can outlive in use. A 4-D result
+        in channels-last order stays in that order (Blob.channels_last); `rectified` says
+        the producer applied the in-place ReLU that follows it (ReLULayer then skips)."""
+        self.rectified = rectified
+        shape = tuple(result.shape)
+        nhwc = (result.dim() == 4 and not result.is_contiguous()
+                and result.is_contiguous(memory_format=torch.channels_last))
+        flat = result.permute(0, 2, 3, 1).reshape(-1) if nhwc else result.reshape(-1)
+        self._device, self._nhwc = flat, shape if nhwc else None
+        self._view = (flat, shape, result) if nhwc else None
         if self.device.type == 'cpu':
             self._host, self._head = flat, _SYNCED
         else:
@@ -138,7 +174,8 @@ class SyncedMemory:
         """Drop both copies (net_memory.py); the next use allocates them again, zeroed as
         at first use: a diff no layer writes (a Split top feeding a Crop's reference
         bottom) must read as zeros, as in Caffe, where it stays zero forever."""
-        self._device = self._host = self._head = self._view = None
+        self._device = self._host = self._head = self._view = self._nhwc = None
+        self.rectified = False
 
     def _allocate(self):
         with _allocating(self):
@@ -160,6 +197,7 @@ class Blob:
         self._data = SyncedMemory(0, self.device)
         self._diff = SyncedMemory(0, self.device)
         self.transient = False  # its data is freed every pass (net_memory.MemoryPlan)
+        self.channels_last = False  # and its producer may hand it channels-last data
         self.reshape(*shape)
 
     # -- shape ---------------------------------------------------------------------------
@@ -213,18 +251,18 @@ class Blob:
 
     def count_range(self, start, end=None):
         """Product of the dimensions in [start, end)."""
-        return int(np.prod(self._shape[start:end], dtype=np.int64))
+        return math.prod(self._shape[start:end])
 
     # -- memory --------------------------------------------------------------------------
     @property
     def data(self):
         """Host view of the data as float32 NumPy; writes go to the blob."""
-        return self._data.host()[:self._count].view(self._shape).numpy()
+        return self._data.host_view(self._shape).numpy()
 
     @property
     def diff(self):
         """Host view of the diff as float32 NumPy; writes go to the blob."""
-        return self._diff.host()[:self._count].view(self._shape).numpy()
+        return self._diff.host_view(self._shape).numpy()
 
     @property
     def data_tensor(self):

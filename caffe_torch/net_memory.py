@@ -27,13 +27,42 @@ class FreedBlobError(CaffeError):
     """Backward through a net whose forward freed the data backward needs."""
 
 
-def mark_transient(net, blobs):
+# Layers whose forward takes a bottom in any memory order (torch's kernels read strides):
+# a transient blob read only by these may hold channels-last data (Blob.channels_last).
+CHANNELS_LAST_READERS = frozenset(
+    {'Convolution', 'Pooling', 'ReLU', 'Crop', 'Eltwise', 'Dropout', 'Split'})
+
+
+def mark_transient(net, blobs, forward_only=False):
     """Blob.transient: a layer may hand these blobs a fresh buffer instead of writing into
     theirs (convolutions: oneDNN computes into its own and copies into an `out=`, one
-    output-sized temporary more); every other blob of `net` keeps its buffer."""
+    output-sized temporary more); every other blob of `net` keeps its buffer. In a
+    forward-only plan, those of them that are 4-D and read only by CHANNELS_LAST_READERS
+    are also Blob.channels_last: their producer may leave them in that order, which no one
+    sees (a NumPy view of one is still indexed N, C, H, W; a flat reader gets NCHW)."""
     chosen = {id(blob) for blob in blobs}
+    readers = {}
+    for i, layer in enumerate(net.layers):
+        for blob in net.bottom_vecs[i]:
+            readers.setdefault(id(blob._data), set()).add(layer.type)
     for blob in net._blob_list:
         blob.transient = id(blob) in chosen
+        blob.channels_last = (forward_only and blob.transient and blob.num_axes == 4
+                              and readers.get(id(blob._data), set()) <= CHANNELS_LAST_READERS)
+    for i, layer in enumerate(net.layers):
+        if hasattr(layer, 'fuse_relu'):
+            layer.fuse_relu = _relu_follows(net, i)
+
+
+def _relu_follows(net, i):
+    """Whether layer i's only top is transient and rectified in place by the next layer
+    (Convolution + ReLU, VGG's pattern): the convolution may apply it (fuse_relu)."""
+    tops = net.top_vecs[i]
+    if len(tops) != 1 or not tops[0].transient or i + 1 >= len(net.layers):
+        return False
+    relu = net.layers[i + 1]
+    return (relu.type == 'ReLU' and relu.layer_param.relu_param.negative_slope == 0
+            and list(net.bottom_vecs[i + 1]) == list(net.top_vecs[i + 1]) == [tops[0]])
 
 
 class MemoryPlan:
@@ -60,7 +89,7 @@ class MemoryPlan:
                 self.after_backward.setdefault(i, []).extend(groups)
         mark_transient(net, [blob for plan in (self.after_forward, self.after_backward)
                              for groups in plan.values() for field, blobs in groups
-                             if field == '_data' for blob in blobs])
+                             if field == '_data' for blob in blobs], not for_backward)
 
     @staticmethod
     def _protected(net, keep):

@@ -75,8 +75,12 @@ class HDF5DataLayer(Layer):
                 self._next()
             rows.append((self.data, self.permutation[self.current_row]))
             self._next()
-        for j, blob in enumerate(top):
-            batch = np.stack([data[j][row] for data, row in rows])
+        if all(data is rows[0][0] for data, _ in rows):  # one file: one gather per top
+            index = np.fromiter((row for _, row in rows), np.int64, len(rows))
+            batches = [np.take(array, index, axis=0) for array in rows[0][0]]
+        else:
+            batches = [np.stack([data[j][row] for data, row in rows]) for j in range(len(top))]
+        for blob, batch in zip(top, batches):
             blob.data_tensor.copy_(torch.from_numpy(batch))
 
     def _skip(self):

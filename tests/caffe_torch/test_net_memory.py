@@ -161,3 +161,31 @@ def test_only_freed_blobs_take_fresh_buffers_and_kept_views_stay_live(tmp_path):
     assert not any(blob.transient for blob in full.blobs.values())
     lean.keep_blobs(None)
     assert not any(blob.transient for blob in lean.blobs.values())
+
+
+def test_forward_only_plan_lays_out_channels_last_only_what_no_one_sees(tmp_path):
+    """A forward-only plan lets the transient 4-D blobs read only by layers that take any
+    memory order (convolution, pooling, ReLU, crop, eltwise) hold channels-last data: not
+    one read by Bias, Deconvolution or Flatten, not a kept one, and none in a training
+    plan. At batch 1, where the fast forms run, loss and score equal the keep-everything
+    net's to float32 rounding (rel. 1e-6)."""
+    full, lean = _nets(tmp_path, caffe.TEST)
+    lean.keep_blobs(['score'])
+    laid_out = {name for name, blob in lean.blobs.items() if blob.channels_last}
+    assert laid_out == {'conv1', 'conv1_relu1_0_split_0', 'conv1_relu1_0_split_1', 'conv2',
+                        'shifted', 'up', 'upc', 'sum'}  # not pool, sum0, gap
+    rng = np.random.RandomState(4)
+    data = rng.uniform(-1, 1, (1, 3, 11, 11))
+    for net in (full, lean):
+        net.blobs['data'].reshape(1, 3, 11, 11)
+        net.blobs['label'].reshape(1)
+        net.blobs['data'].data[...] = data
+        net.blobs['label'].data[...] = [2]
+        net.reshape()
+    want, got = full.forward(), lean.forward()
+    scale = np.abs(full.blobs['score'].data).max()
+    assert np.abs(full.blobs['score'].data - lean.blobs['score'].data).max() <= 1e-6 * scale
+    assert abs(float(want['loss']) - float(got['loss'])) <= 1e-6 * abs(float(want['loss']))
+    (trained,) = _nets(tmp_path, caffe.TRAIN, count=1)
+    trained.keep_blobs(['loss'], for_backward=True)
+    assert not any(blob.channels_last for blob in trained.blobs.values())

@@ -638,3 +638,78 @@ def test_catch_crop_errors(body, ref_shape, match):
     with pytest.raises(LayerSetupError, match=match):
         make_layer(f'type: "Crop" crop_param {{ {body} }}',
                    [np.zeros((1, 3, 9, 11), np.float32), np.zeros(ref_shape, np.float32)])
+
+
+# -- forward-only fast forms (keep_blobs without backward) ----------------------------------
+FAST_NET = '''
+layer {{ name: "in" type: "Input" top: "data"
+        input_param {{ shape {{ dim: 1 dim: 3 dim: {size} dim: {size} }} }} }}
+layer {{ name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+        convolution_param {{ num_output: 8 kernel_size: 3 pad: {pad} stride: {stride} }} }}
+layer {{ name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }}
+layer {{ name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1"
+        pooling_param {{ pool: MAX kernel_size: 2 stride: 2 }} }}
+layer {{ name: "fc6" type: "Convolution" bottom: "pool1" top: "fc6"
+        convolution_param {{ num_output: 16 kernel_size: {fc_kernel} }} }}
+layer {{ name: "relu6" type: "ReLU" bottom: "fc6" top: "fc6" }}
+layer {{ name: "fc7" type: "Convolution" bottom: "fc6" top: "fc7"
+        convolution_param {{ num_output: 5 kernel_size: 1 }} }}
+'''
+
+
+def _np_pool_max(x):
+    n, c, h, w = x.shape
+    ph, pw = -(-(h - 2) // 2) + 1, -(-(w - 2) // 2) + 1
+    padded = np.full((n, c, 2 * ph, 2 * pw), -np.inf)
+    padded[:, :, :h, :w] = x
+    return padded.reshape(n, c, ph, 2, pw, 2).max(axis=(3, 5))
+
+
+@pytest.mark.parametrize('size, pad, stride, fc_kernel', [
+    (23, 1, 1, 7),   # fc6's filters (8 x 7 x 7 = 392 taps) over 25 pixels: im2col + gemm
+    (30, 0, 2, 3),   # 72 taps over 25 pixels: oneDNN channels-last
+    (17, 2, 1, 9)])  # 648 taps over 1 pixel: gemm; pool1 clips its last window
+def test_forward_only_fast_forms_match_numpy(size, pad, stride, fc_kernel, tmp_path):
+    """With keep_blobs(['fc7']) and no backward, the convolutions run channels-last, by
+    im2col + gemm where the filters outweigh the image and with the in-place ReLU applied
+    by the convolution, and the pooling channels-last: fc7 equals the float64 NumPy chain
+    (rel. 1e-5) and the keep-everything net's (rel. 1e-6), and the in-between blobs are
+    freed; a second forward after the input changes size gives the new numbers."""
+    import caffe_torch as caffe
+    path = tmp_path / 'net.prototxt'
+    path.write_text(FAST_NET.format(size=size, pad=pad, stride=stride, fc_kernel=fc_kernel))
+    full, lean = caffe.Net(str(path), caffe.TEST), caffe.Net(str(path), caffe.TEST)
+    rng = np.random.RandomState(size)
+    for name in full.params:
+        for a, b in zip(full.params[name], lean.params[name]):
+            a.data[...] = b.data[...] = rand(rng, *a.shape)
+    lean.keep_blobs(['fc7'])
+    for grow in (0, 4):
+        shape = (1, 3, size + grow, size + grow)
+        x = rand(rng, *shape)
+        for net in (full, lean):
+            net.blobs['data'].reshape(*shape)
+            net.blobs['data'].data[...] = x
+            net.forward()
+        p = {name: [b.data for b in blobs] for name, blobs in full.params.items()}
+        h = np.maximum(np_conv(x, *p['conv1'], (stride,) * 2, (pad,) * 2, (1, 1), 1), 0)
+        h = np.maximum(np_conv(_np_pool_max(h), *p['fc6'], (1, 1), (0, 0), (1, 1), 1), 0)
+        want = np_conv(h, *p['fc7'], (1, 1), (0, 0), (1, 1), 1)
+        got = lean.blobs['fc7'].data
+        assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+        assert np.abs(got - full.blobs['fc7'].data).max() <= 1e-6 * np.abs(want).max()
+        assert all(lean.blobs[name]._data._head is None for name in ('conv1', 'pool1', 'fc6'))
+
+
+def test_gemm_form_is_taken_where_the_filters_outweigh_the_image():
+    """The rule behind the im2col + gemm form: 1 x 1 convolutions, and filters with at least
+    8 times as many taps as output pixels (VGG's fc6 at 500 x 500: 25088 taps, 256
+    pixels); VGG's 3 x 3 layers (4608 taps, 1936 pixels and more) stay with oneDNN."""
+    def pays(channels, kernel, size, **fields):
+        text = conv_text(num_output=4, kernel_size=kernel, **fields)
+        layer = make_layer(text, [np.zeros((1, channels, size, size), np.float32)])[0]
+        import torch
+        return layer._gemm_pays(torch.zeros(1, channels, size, size))
+    assert pays(512, 7, 22) and pays(4096, 1, 16) and pays(8, 1, 100)
+    assert not pays(512, 3, 44, pad=1) and not pays(64, 3, 698, pad=1)
+    assert not pays(512, 7, 22, group=2) and not pays(512, 7, 22, dilation=2)
