@@ -12,6 +12,10 @@ it, the fastest ways a user has to run the same net on the same weights: the dir
 channels-last memory ("direct CL", eager PyTorch) and, for TEST, ONNX Runtime on the
 engine's own export (python -m caffe_torch.export); the last line times the engine and ONNX
 Runtime alternately in one process, as the two would meet in one program.
+Times come from processes as users run them (glibc as it comes; the engine asks it to keep
+freed memory for the next pass, caffe_torch/host_memory.py, and its resident size as run is
+the "held" column). Memory comes from a second process per measurement in which every large
+block goes back to the system when freed, so that RSS follows what is alive.
 Peak memory is the peak during the timed passes, after one warm-up pass (weights, inputs
 and the net included; loading and one-time set-up such as oneDNN's kernels not): the
 process's peak RSS (VmHWM, reset before the passes) on the CPU, torch's peak allocation on
@@ -171,8 +175,10 @@ def _engine_step(stride, size, mode, arrays, keep_all=False):
     return train if mode == 'train' else net.forward
 
 
-def _onnxruntime_step(stride, size, arrays, folder):
-    """ONNX Runtime (CPU) on the engine's export of the TEST net, loss layer left out."""
+def _onnxruntime_step(stride, size, arrays, folder, spinning=True):
+    """ONNX Runtime (CPU) on the engine's export of the TEST net, loss layer left out.
+    Without `spinning` its pool's threads sleep once a run ends instead of spinning for
+    the next one (which would take the cores from whatever runs after it in the process)."""
     import onnxruntime
     from caffe_torch.export.__main__ import export
     net = caffe.Net(engine_param(stride, size, False))
@@ -183,16 +189,20 @@ def _onnxruntime_step(stride, size, arrays, folder):
     path = os.path.join(folder, f'net{stride}{size}.onnx')
     export(net, path, net.blobs['data'].shape)
     del net
-    session = onnxruntime.InferenceSession(path, providers=['CPUExecutionProvider'])
+    options = onnxruntime.SessionOptions()
+    if not spinning:
+        options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+    session = onnxruntime.InferenceSession(path, options, providers=['CPUExecutionProvider'])
     feed = {session.get_inputs()[0].name: arrays['data']}
     return lambda: session.run(None, feed)
 
 
 def duel(stride, size, repeat, folder):
-    """Engine and ONNX Runtime TEST forwards alternately in one process: best seconds."""
+    """Engine and ONNX Runtime TEST forwards alternately in one process: best seconds
+    (ONNX Runtime's threads not spinning between its runs, which would slow the engine's)."""
     arrays = dict(np.load(os.path.join(folder, f'inputs{stride}{size}.npz')))
     runs = {'engine': _engine_step(stride, size, 'test', arrays),
-            'onnxruntime': _onnxruntime_step(stride, size, arrays, folder)}
+            'onnxruntime': _onnxruntime_step(stride, size, arrays, folder, spinning=False)}
     times = {name: [] for name in runs}
     for name, run in runs.items():
         run()
@@ -254,8 +264,11 @@ def main(args):
                     for impl in IMPLS:
                         if impl == 'onnxruntime' and (mode == 'train' or args.device != 'cpu'):
                             continue
-                        out = _child(['--one', f'{impl}:{mode}:{stride}:{size}'], args, folder)
-                        rows[(size, stride, impl, mode)] = _last_json(out)
+                        one = ['--one', f'{impl}:{mode}:{stride}:{size}']
+                        timed = _last_json(_child(one, args, folder))
+                        live = _last_json(_child(one, args, folder, live=True))
+                        rows[(size, stride, impl, mode)] = dict(
+                            live, seconds=timed['seconds'], held_mib=timed['peak_mib'])
                 if args.device == 'cpu':
                     out = _child(['--duel', f'{stride}:{size}'], args, folder)
                     rows[(size, stride, 'duel')] = _last_json(out)
@@ -268,13 +281,18 @@ def _last_json(out):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def _child(extra, args, folder):
+def _child(extra, args, folder, live=False):
+    """Run one measurement in a fresh process. Times come from processes as users run
+    them: glibc as it comes, the engine asking it to keep freed memory (host_memory.py).
+    Memory comes from `live` ones: glibc keeps freed blocks below its (growing) mmap
+    threshold in the heap, so RSS would count memory an implementation has freed, by
+    chance; a fixed low threshold returns every large block to the system (and the engine,
+    seeing it set, leaves it), so that RSS follows what is alive."""
     cmd = [sys.executable, __file__, '--repeat', str(args.repeat), '--folder', folder,
            '--device', args.device] + extra
-    # glibc keeps freed blocks below its (growing) mmap threshold in the heap, so RSS would
-    # count memory both implementations have freed, by chance; a fixed threshold returns
-    # every large block to the system, and RSS then follows what is alive
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536')
+    env = {k: v for k, v in os.environ.items() if not k.startswith('MALLOC_')}
+    if live:
+        env['MALLOC_MMAP_THRESHOLD_'] = '65536'
     return subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
 
 
@@ -316,8 +334,9 @@ def report(rows, save, args):
                     f'{1 / e["seconds"]:.2f} |')
     lines += ['', '| net | size | pass | engine s | direct CL s | engine / CL | '
               'ONNX Runtime s | engine / ORT | direct CL MiB | engine / CL | ORT MiB | '
-              'engine / ORT | one process: engine s / ORT s |',
-              '|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|']
+              'engine / ORT | one process: engine s / ORT s | held as run MiB, direct / '
+              'engine |',
+              '|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|']
     for size in args.sizes:
         for stride in args.strides:
             for mode, label in (('train', 'TRAIN fwd+bwd'), ('test', 'TEST forward')):
@@ -334,7 +353,9 @@ def report(rows, save, args):
                     f'| FCN-{stride}s | {size} {SIZES[size][1]}x{SIZES[size][1]} | {label} | '
                     f'{e["seconds"]:.4f} | {c["seconds"]:.4f} | '
                     f'{e["seconds"] / c["seconds"]:.3f} | {ort} | {c["peak_mib"]:.0f} | '
-                    f'{e["peak_mib"] / c["peak_mib"]:.3f} | {ort_mib} | {one} |')
+                    f'{e["peak_mib"] / c["peak_mib"]:.3f} | {ort_mib} | {one} | '
+                    f'{rows[(size, stride, "direct", mode)]["held_mib"]:.0f} / '
+                    f'{e["held_mib"]:.0f} |')
     if save:
         lines += ['', f'VGG16 FCN-8s caffemodel ({save["mb"]:.0f} MB) written by net.save in '
                       f'{save["seconds"]:.2f} s']

@@ -20,6 +20,7 @@ Flatten, Reshape) go together. A freed buffer is allocated again, zeroed, by its
 user, as Caffe's SyncedMemory allocates on first use: a diff no layer writes (a Split top
 that feeds a Crop's reference bottom) reads as zeros, as it always does in Caffe.
 """
+from caffe_torch import host_memory
 from caffe_torch.errors import CaffeError
 
 
@@ -80,6 +81,8 @@ class MemoryPlan:
             raise KeyError(f'keep_blobs: no blob named {", ".join(unknown)} in net '
                            f'"{net.name}"; blobs: {", ".join(net.blobs)}')
         self.net, self.for_backward = net, for_backward
+        if all(blob.device.type == 'cpu' for blob in net._blob_list):
+            host_memory.reuse_freed_memory()  # the freed blobs come back every pass
         self.data_freed = False
         kept = self._protected(net, set(keep))
         self.after_forward = {} if for_backward else self._plan(kept, '_data', max)

@@ -20,7 +20,10 @@ def test_gpu_check_runs_every_step_on_the_cpu_and_prints_one_summary(tmp_path):
     for step in ('tests', 'bench', 'demo'):
         assert any(line.startswith(f'| {step} | passed |') for line in lines), done.stdout
     rows = [line for line in lines if line.startswith('| FCN-32s | demo 160x160 |')]
-    assert len(rows) == 2, done.stdout  # TRAIN and TEST, engine against plain PyTorch
+    # TRAIN and TEST, engine against plain PyTorch, then against channels-last PyTorch and
+    # (TEST, on the CPU) ONNX Runtime
+    assert len(rows) == 4, done.stdout
+    assert 'n/a' in rows[2] and 'n/a' not in rows[3], done.stdout
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='this machine has CUDA')
