@@ -274,7 +274,8 @@ class Net(ParamRegistry):
     def keep_blobs(self, names=(), for_backward=False):
         """Engine extra: keep only the blobs `names` (and the inputs, outputs and loss tops)
         and free every other blob's memory once no later layer reads it; `for_backward`
-        keeps the data backward needs and frees diffs as backward passes them.
+        keeps the data backward needs and frees diffs as backward passes them; forward
+        only, faster forms of the same sums run (equal to float32 rounding).
         `keep_blobs(None)` keeps every blob again, as Caffe (net_memory.py)."""
         from caffe_torch.net_memory import MemoryPlan, mark_transient
         mark_transient(self, [])

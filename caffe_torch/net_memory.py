@@ -13,6 +13,11 @@ does with its intermediate tensors:
                                       are freed after the backward of the first layer that
                                       touches the blob (its producer), the last to read them
 
+A forward-only plan lets the layers take faster forms where no one can see the
+difference but float32 rounding (mark_transient): channels-last blobs, im2col + gemm
+convolutions, the in-place ReLU applied by the convolution before it. A plan on the CPU
+also has glibc keep freed memory for the next pass (host_memory.py).
+
 Never freed: the named blobs, the net's inputs and outputs, loss tops, tops of layers
 without bottoms (data layers may fill them once), and memory shared with a parameter
 (a Parameter layer's top). Memory is tracked per buffer, so blobs sharing one (in place,
