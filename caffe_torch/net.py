@@ -274,9 +274,8 @@ class Net(ParamRegistry):
     def keep_blobs(self, names=(), for_backward=False):
         """Engine extra: keep only the blobs `names` (and the inputs, outputs and loss tops)
         and free every other blob's memory once no later layer reads it; `for_backward`
-        keeps the data backward needs and frees diffs as backward passes them; forward
-        only, faster forms of the same sums run (equal to float32 rounding).
-        `keep_blobs(None)` keeps every blob again, as Caffe (net_memory.py)."""
+        keeps the data backward needs and frees diffs as backward passes them (forward only,
+        faster forms run, equal to float32 rounding); None keeps all, as Caffe (net_memory)."""
         from caffe_torch.net_memory import MemoryPlan, mark_transient
         mark_transient(self, [])
         self._memory = None if names is None else MemoryPlan(self, names, for_backward)
