@@ -158,7 +158,8 @@ class _BaseConvolution(Layer):
         if self._gemm_pays(x):
             y = self._by_gemm(x, weight, bias, last)
             return y.clamp_min_(0) if self.fuse_relu else y
-        if self.fuse_relu and last and _POINTWISE is not None and x.device.type == 'cpu':
+        if self.fuse_relu and last and not self.transposed and _POINTWISE is not None \
+                and x.device.type == 'cpu':
             return _POINTWISE(x, weight, bias, self.pad, self.stride, self.dilation,
                               self.group, 'relu', [], '')
         y = torch.ops.aten.convolution(x, weight, bias, *self._conv_args())

@@ -713,3 +713,34 @@ def test_gemm_form_is_taken_where_the_filters_outweigh_the_image():
     assert pays(512, 7, 22) and pays(4096, 1, 16) and pays(8, 1, 100)
     assert not pays(512, 3, 44, pad=1) and not pays(64, 3, 698, pad=1)
     assert not pays(512, 7, 22, group=2) and not pays(512, 7, 22, dilation=2)
+
+
+@pytest.mark.parametrize('kind', ['Convolution', 'Deconvolution'])
+def test_forward_only_relu_after_any_convolution_matches_numpy(kind, tmp_path):
+    """An in-place ReLU after a Convolution or a Deconvolution that oneDNN runs (unequal
+    strides: not by phases), in a forward-only plan: the ReLU is applied once, by the
+    convolution (the ReLU layer then skips), and the top equals NumPy's (rel. 1e-5)."""
+    import caffe_torch as caffe
+    fields = 'num_output: 4 kernel_size: 3 stride_h: 2 stride_w: 1'
+    path = tmp_path / 'net.prototxt'
+    path.write_text(f'''
+layer {{ name: "in" type: "Input" top: "data"
+        input_param {{ shape {{ dim: 1 dim: 3 dim: 9 dim: 8 }} }} }}
+layer {{ name: "conv" type: "{kind}" bottom: "data" top: "conv"
+        convolution_param {{ {fields} }} }}
+layer {{ name: "relu" type: "ReLU" bottom: "conv" top: "conv" }}
+layer {{ name: "pool" type: "Pooling" bottom: "conv" top: "out"
+        pooling_param {{ pool: MAX kernel_size: 1 stride: 1 }} }}
+''')
+    net = caffe.Net(str(path), caffe.TEST)
+    rng = np.random.RandomState(7)
+    x = rand(rng, 1, 3, 9, 8)
+    w, b = (rand(rng, *blob.shape) for blob in net.params['conv'])
+    net.params['conv'][0].data[...], net.params['conv'][1].data[...] = w, b
+    net.blobs['data'].data[...] = x
+    net.keep_blobs(['out'])
+    assert net.layers[1].fuse_relu
+    net.forward()
+    reference = np_conv if kind == 'Convolution' else np_deconv
+    want = np.maximum(reference(x, w, b, (2, 1), (0, 0), (1, 1), 1), 0)
+    np.testing.assert_allclose(net.blobs['out'].data, want, rtol=1e-5, atol=1e-5)
