@@ -88,7 +88,6 @@ class SyncedMemory:
         self._head = None
         self._view = None  # (base tensor, shape, the shaped view of it) last handed out
         self._nhwc = None  # the 4-D shape whose data the buffer holds channels-last (adopt)
-        self.rectified = False  # adopted with ReLU applied (a fused convolution's top)
 
     def host(self):
         """The host tensor, current; the caller may write into it."""
@@ -152,13 +151,11 @@ class SyncedMemory:
                            .view(-1))
         self._nhwc, self._view = None, None
 
-    def adopt(self, result, rectified=False):
+    def adopt(self, result):
         """Take `result` (a fresh float32 tensor of `capacity` elements on the device) as
         the buffer instead of copying it in: for blobs a memory plan frees every pass
         (Blob.transient), whose old buffer no NumPy view can outlive in use. A 4-D result
-        in channels-last order stays in that order (Blob.channels_last); `rectified` says
-        the producer applied the in-place ReLU that follows it (ReLULayer then skips)."""
-        self.rectified = rectified
+        in channels-last order stays in that order (Blob.channels_last)."""
         shape = tuple(result.shape)
         nhwc = (result.dim() == 4 and not result.is_contiguous()
                 and result.is_contiguous(memory_format=torch.channels_last))
@@ -175,7 +172,6 @@ class SyncedMemory:
         at first use: a diff no layer writes (a Split top feeding a Crop's reference
         bottom) must read as zeros, as in Caffe, where it stays zero forever."""
         self._device = self._host = self._head = self._view = self._nhwc = None
-        self.rectified = False
 
     def _allocate(self):
         with _allocating(self):

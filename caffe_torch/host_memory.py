@@ -11,7 +11,8 @@ trimming of the heap's free top below 2 GB (M_TRIM_THRESHOLD). The process then 
 high-water mark of memory instead of returning it between passes.
 
 Nothing is changed where the C library is not glibc, on a GPU (torch caches device memory
-itself), or where the user has set any of glibc's MALLOC_*_ variables: theirs win.
+itself), or where the user has set any of glibc's MALLOC_*_ variables or a glibc.malloc
+tunable (GLIBC_TUNABLES): theirs win.
 """
 import ctypes
 import ctypes.util
@@ -31,7 +32,8 @@ def reuse_freed_memory():
     if _done:
         return _done[0]
     _done.append(False)
-    if not sys.platform.startswith('linux') or any(v in os.environ for v in USER_SETTINGS):
+    if not sys.platform.startswith('linux') or any(v in os.environ for v in USER_SETTINGS) \
+            or 'glibc.malloc.' in os.environ.get('GLIBC_TUNABLES', ''):
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')

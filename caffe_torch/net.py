@@ -201,16 +201,17 @@ class Net(ParamRegistry):
     # -- running ---------------------------------------------------------------------------
     def forward_from_to(self, start, end):
         """Run layers start..end (inclusive); returns the summed weighted loss."""
-        loss = 0.0
+        loss, memory = 0.0, self._memory
         with torch.no_grad():
             for i in range(start, end + 1):
                 for hook in self._before_forward:
                     hook(i)
-                loss += self.layers[i].run_forward(self.bottom_vecs[i], self.top_vecs[i])
+                if memory is None or memory.runs(i, start, end):
+                    loss += self.layers[i].run_forward(self.bottom_vecs[i], self.top_vecs[i])
                 for hook in self._after_forward:
                     hook(i)
-                if self._memory is not None:
-                    self._memory.forward_done(i)
+                if memory is not None:
+                    memory.forward_done(i)
         return loss
 
     def backward_from_to(self, start, end):
@@ -272,10 +273,10 @@ class Net(ParamRegistry):
             blob.diff_tensor.zero_()
 
     def keep_blobs(self, names=(), for_backward=False):
-        """Engine extra: keep only the blobs `names` (and the inputs, outputs and loss tops)
-        and free every other blob's memory once no later layer reads it; `for_backward`
-        keeps the data backward needs and frees diffs as backward passes them (forward only,
-        faster forms run, equal to float32 rounding); None keeps all, as Caffe (net_memory)."""
+        """Engine extra: keep only the blobs `names` (and inputs, outputs, loss tops), free
+        the rest once no later layer reads them, and run faster forms equal to float32
+        rounding; `for_backward` keeps the data backward needs and frees diffs as backward
+        passes them. `keep_blobs(None)` keeps every blob, as Caffe (net_memory.py)."""
         from caffe_torch.net_memory import MemoryPlan, mark_transient
         mark_transient(self, [])
         self._memory = None if names is None else MemoryPlan(self, names, for_backward)
@@ -394,7 +395,5 @@ def _read_param(network_file):
 
 
 def _pad_batch(array, batch):
-    if len(array) == batch:
-        return array
     pad = np.zeros((batch - len(array),) + array.shape[1:], dtype=array.dtype)
-    return np.concatenate([array, pad])
+    return np.concatenate([array, pad]) if len(pad) else array

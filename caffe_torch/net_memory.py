@@ -15,7 +15,8 @@ does with its intermediate tensors:
 
 A forward-only plan lets the layers take faster forms where no one can see the
 difference but float32 rounding (mark_transient): channels-last blobs, im2col + gemm
-convolutions, the in-place ReLU applied by the convolution before it. A plan on the CPU
+convolutions, the in-place ReLU applied by the convolution before it (when both run in one
+forward call and no hook is set: nothing sees the top in between). A plan on the CPU
 also has glibc keep freed memory for the next pass (host_memory.py).
 
 Never freed: the named blobs, the net's inputs and outputs, loss tops, tops of layers
@@ -134,6 +135,18 @@ class MemoryPlan:
         for field, blobs in groups:
             for blob in blobs:
                 getattr(blob, field).release()
+
+    def runs(self, i, start, end):
+        """Whether layer i runs in forward_from_to(start, end): not the in-place ReLU that
+        the convolution just before it applied in this same call (Convolution.fuse_relu).
+        A convolution may apply it only when that ReLU runs next in this call and no hook
+        could look at its top in between (it then holds what Caffe's would)."""
+        layer, net = self.net.layers[i], self.net
+        if getattr(layer, 'fuse_relu', False):
+            layer.relu_next = i < end and not (net._before_forward or net._after_forward)
+            return True
+        before = net.layers[i - 1] if i > start else None
+        return not (getattr(before, 'fuse_relu', False) and before.applied_relu)
 
     def forward_done(self, i):
         groups = self.after_forward.get(i)

@@ -81,8 +81,6 @@ class ReLULayer(NeuronLayer):
     def forward(self, bottom, top):
         if self.negative_slope != 0:
             return super().forward(bottom, top)
-        if bottom[0] is top[0] and bottom[0]._data.rectified:
-            return  # the convolution before applied it (Convolution.fuse_relu)
         x, y = bottom[0].data_tensor, top[0].data_tensor
         torch.clamp_min(x, 0, out=y)  # in place (y is x) with no temporary
 

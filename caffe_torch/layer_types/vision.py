@@ -31,7 +31,9 @@ class _BaseConvolution(Layer):
     min_bottoms = min_tops = 1
     equal_bottom_top = True
     transposed = False
-    fuse_relu = False  # apply the in-place ReLU after it too (net_memory.mark_transient)
+    fuse_relu = False  # may apply the in-place ReLU after it (net_memory.mark_transient)
+    relu_next = False  # ... and that ReLU runs next in this pass, unwatched (MemoryPlan.runs)
+    applied_relu = False  # whether this pass's forward applied it
 
     def setup(self, bottom, top):
         conv = self.layer_param.convolution_param
@@ -133,18 +135,20 @@ class _BaseConvolution(Layer):
     def forward(self, bottom, top):
         weight = self.blobs[0].data_tensor
         bias = self.blobs[1].data_tensor if self.bias_term else None
+        relu = self.fuse_relu and self.relu_next and not self.backward_state
+        self.applied_relu = False
         for x_blob, y_blob in zip(bottom, top):
             x = self._as_batched(x_blob.data_tensor, x_blob.shape)
             if len(x) == 1 and adoptable(y_blob):
-                y_blob._data.adopt(self._forward_one(x, weight, bias, y_blob),
-                                   rectified=self.fuse_relu and not self.backward_state)
+                y_blob._data.adopt(self._forward_one(x, weight, bias, y_blob, relu))
+                self.applied_relu = relu
                 continue
             y = y_blob.data_tensor.view(self._batched(y_blob.shape))
             for i in range(len(x)):  # one image per call: see the module docstring
                 torch.ops.aten.convolution.out(x[i:i + 1], weight, bias, *self._conv_args(),
                                                out=y[i:i + 1])
 
-    def _forward_one(self, x, weight, bias, y_blob):
+    def _forward_one(self, x, weight, bias, y_blob, relu=False):
         """One image into a fresh tensor for a transient top. In a forward-only net
         (keep_blobs without backward) the faster forms of the same sums: channels-last
         where the plan allows it (Blob.channels_last: oneDNN's kernels and torch's pooling
@@ -157,13 +161,13 @@ class _BaseConvolution(Layer):
             x = x.contiguous(memory_format=torch.channels_last)
         if self._gemm_pays(x):
             y = self._by_gemm(x, weight, bias, last)
-            return y.clamp_min_(0) if self.fuse_relu else y
-        if self.fuse_relu and last and not self.transposed and _POINTWISE is not None \
+            return y.clamp_min_(0) if relu else y
+        if relu and last and not self.transposed and _POINTWISE is not None \
                 and x.device.type == 'cpu':
             return _POINTWISE(x, weight, bias, self.pad, self.stride, self.dilation,
                               self.group, 'relu', [], '')
         y = torch.ops.aten.convolution(x, weight, bias, *self._conv_args())
-        if self.fuse_relu:
+        if relu:
             y.clamp_min_(0)
         return y if last else y.contiguous()
 
@@ -295,6 +299,7 @@ class DeconvolutionLayer(_BaseConvolution):
     def forward(self, bottom, top):
         if not self._by_phases(bottom[0].data_tensor.device):
             return super().forward(bottom, top)
+        self.applied_relu = False  # by phases the ReLU after it runs as a layer
         weight = self.blobs[0].data_tensor
         for x_blob, y_blob in zip(bottom, top):
             x = self._as_batched(x_blob.data_tensor, x_blob.shape)

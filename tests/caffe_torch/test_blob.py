@@ -39,10 +39,9 @@ def test_another_shape_reads_caffes_flat_order():
     assert np.array_equal(blob.data, values) and blob.data.flags['C_CONTIGUOUS']
 
 
-def test_release_forgets_order_and_rectified():
-    """A freed buffer comes back zeroed, NCHW, and not marked as rectified."""
+def test_release_forgets_the_order():
+    """A freed buffer comes back zeroed and NCHW."""
     blob, _ = _adopted()
-    blob._data.rectified = True
     blob._data.release()
-    assert not blob._data.rectified and blob._data._nhwc is None
+    assert blob._data._nhwc is None
     assert np.array_equal(blob.data, np.zeros((1, 3, 4, 5), np.float32))

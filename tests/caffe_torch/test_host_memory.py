@@ -45,6 +45,8 @@ def test_large_blocks_come_from_the_heap_once_asked():
     assert _child('plan') == ['True', 'False']  # kept in the heap
     # the user's own settings win: nothing changed, glibc maps as told
     assert _child('plan', MALLOC_MMAP_THRESHOLD_='65536') == ['False', 'True']
+    assert _child('plan', GLIBC_TUNABLES='glibc.malloc.mmap_threshold=65536') == \
+        ['False', 'True']
 
 
 def test_keep_blobs_asks_for_it(tmp_path):

@@ -189,3 +189,78 @@ def test_forward_only_plan_lays_out_channels_last_only_what_no_one_sees(tmp_path
     (trained,) = _nets(tmp_path, caffe.TRAIN, count=1)
     trained.keep_blobs(['loss'], for_backward=True)
     assert not any(blob.channels_last for blob in trained.blobs.values())
+
+
+# A convolution whose in-place ReLU a forward-only plan fuses into it, then a layer that
+# makes values negative again in place and a second in-place ReLU.
+FUSED = '''
+layer { name: "in" type: "Input" top: "data"
+        input_param { shape { dim: 1 dim: 3 dim: 8 dim: 8 } } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+        convolution_param { num_output: 4 kernel_size: 3 pad: 1
+                            weight_filler { type: "gaussian" std: 0.5 } } }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "flip" type: "Power" bottom: "conv1" top: "conv1"
+        power_param { scale: -1 shift: 0.5 } }
+layer { name: "relu2" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "pool" type: "Pooling" bottom: "conv1" top: "out"
+        pooling_param { pool: MAX kernel_size: 1 stride: 1 } }
+'''
+
+
+def _fused_pair(tmp_path, size=8):
+    path = tmp_path / 'fused.prototxt'
+    path.write_text(FUSED)
+    plain, lean = caffe.Net(str(path), caffe.TEST), caffe.Net(str(path), caffe.TEST)
+    lean.params['conv1'][0].data[...] = plain.params['conv1'][0].data
+    lean.params['conv1'][1].data[...] = plain.params['conv1'][1].data
+    lean.keep_blobs(['out'])
+    assert lean.layers[1].fuse_relu
+    return plain, lean
+
+
+def _feed_both(nets, size, seed):
+    data = np.random.RandomState(seed).uniform(-1, 1, (1, 3, size, size))
+    for net in nets:
+        net.blobs['data'].reshape(1, 3, size, size)
+        net.blobs['data'].data[...] = data
+        net.reshape()
+
+
+def _close(a, b):
+    return np.abs(a - b).max() <= 1e-6 * max(np.abs(b).max(), 1e-30)
+
+
+def test_a_fused_relu_is_that_relu_only_and_only_within_one_forward(tmp_path):
+    """The convolution applies relu1 only: relu2, after a layer that made values negative
+    again, still runs; forward(end='conv1') returns the raw convolution, as Caffe's; a
+    forward of the rest after it runs relu1 itself; a smaller input after a partial pass
+    and keep_blobs(None) after one give the keep-everything net's numbers."""
+    plain, lean = _fused_pair(tmp_path)
+    _feed_both([plain, lean], 8, 0)
+    assert _close(lean.forward()['out'], plain.forward()['out'])
+    raw = plain.forward(end='conv1')['conv1'].copy()
+    assert raw.min() < 0 and _close(lean.forward(end='conv1')['conv1'], raw)
+    want = plain.forward(start='relu1')['out'].copy()
+    assert _close(lean.forward(start='relu1')['out'], want)
+    lean.forward(end='conv1')
+    _feed_both([plain, lean], 6, 1)
+    assert _close(lean.forward()['out'], plain.forward()['out'])
+    lean.forward(end='conv1')
+    lean.keep_blobs(None)
+    _feed_both([plain, lean], 8, 2)
+    assert _close(lean.forward()['out'], plain.forward()['out'])
+    assert _close(lean.blobs['conv1'].data, plain.blobs['conv1'].data)
+
+
+def test_a_hook_sees_the_convolution_before_its_relu(tmp_path):
+    """With a forward hook set, nothing is fused: the hook after conv1 sees the raw
+    convolution (negative values), as in Caffe."""
+    plain, lean = _fused_pair(tmp_path)
+    _feed_both([plain, lean], 8, 3)
+    seen = {}
+    for net, key in ((plain, 'plain'), (lean, 'lean')):
+        net.after_forward(lambda i, net=net, key=key: seen.setdefault(key, net.blobs[
+            'conv1'].data.copy()) if net._layer_names[i] == 'conv1' else None)
+        net.forward()
+    assert seen['plain'].min() < 0 and _close(seen['lean'], seen['plain'])
