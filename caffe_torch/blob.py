@@ -280,6 +280,12 @@ class Blob:
         self._check_count(other, 'ShareDiff')
         self._diff = other._diff
 
+    @property
+    def adoptable(self):
+        """Whether a layer may hand this blob a fresh result as its buffer (transient, and a
+        buffer of exactly its size, as a fresh result is)."""
+        return self.transient and self._data.capacity == self._count
+
     def owns(self, memory):
         """Whether `memory` (a BlobSizeError's owner) is this blob or its data or diff."""
         return memory is self or memory is self._data or memory is self._diff

@@ -172,7 +172,7 @@ class PoolingLayer(Layer):
         if self.method == PoolMethod.Value('MAX') and not self.backward_state \
                 and len(top) == 1:
             self.argmax = None  # a forward-only net: no mask to keep for a backward
-            if top[0].channels_last and top[0]._data.capacity == top[0].count:
+            if top[0].channels_last and top[0].adoptable:
                 # 4-10x faster than on NCHW (vectorised over channels); the same maxima
                 top[0]._data.adopt(self._max_channels_last(x.contiguous(
                     memory_format=torch.channels_last), kernel, stride, pad, ceil))

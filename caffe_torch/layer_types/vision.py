@@ -20,12 +20,6 @@ _POINTWISE = getattr(getattr(torch.ops, 'mkldnn', None), '_convolution_pointwise
     if torch.backends.mkldnn.is_available() else None
 
 
-def adoptable(blob):
-    """Whether a fresh result may become `blob`'s buffer (Blob.transient, and a buffer of
-    exactly its size, as a fresh result is)."""
-    return blob.transient and blob._data.capacity == blob.count
-
-
 class _BaseConvolution(Layer):
     """Shared set-up of Convolution and Deconvolution (Caffe's BaseConvolutionLayer)."""
     min_bottoms = min_tops = 1
@@ -139,7 +133,7 @@ class _BaseConvolution(Layer):
         self.applied_relu = False
         for x_blob, y_blob in zip(bottom, top):
             x = self._as_batched(x_blob.data_tensor, x_blob.shape)
-            if len(x) == 1 and adoptable(y_blob):
+            if len(x) == 1 and y_blob.adoptable:
                 y_blob._data.adopt(self._forward_one(x, weight, bias, y_blob, relu))
                 self.applied_relu = relu
                 continue
@@ -303,7 +297,7 @@ class DeconvolutionLayer(_BaseConvolution):
         weight = self.blobs[0].data_tensor
         for x_blob, y_blob in zip(bottom, top):
             x = self._as_batched(x_blob.data_tensor, x_blob.shape)
-            if len(x) == 1 and adoptable(y_blob):
+            if len(x) == 1 and y_blob.adoptable:
                 y_blob._data.adopt(upsample_by_phases(
                     x, weight, self.stride[0], self.pad, self.group).contiguous())
                 y = y_blob.data_tensor.view(self._batched(y_blob.shape))

@@ -26,6 +26,22 @@ def test_tiny_fcn_forward_backward_matches_caffe(monkeypatch):
         set(net.blobs)
 
 
+def test_tiny_fcn_forward_only_plan_matches_caffe(monkeypatch):
+    """With the toolkit's forward-only plan (channels-last blobs, the ReLUs applied by
+    the convolutions, the pools channels-last) the loss and the upsampled, cropped score
+    still equal Caffe's recorded ones, and those fast forms did run."""
+    tiny_fcn_env(monkeypatch)
+    golden = np.load(TINY_FCN / 'forward_backward.npz')
+    net = caffe.Net('tiny_fcn/net.prototxt', caffe.TRAIN, weights='tiny_fcn/weights.caffemodel')
+    net.keep_blobs(['score'])
+    out = net.forward()
+    assert rel_error(out['loss'], golden['out/loss']) < 1e-6
+    assert rel_error(net.blobs['score'].data, golden['data/score']) < 1e-5
+    convolutions = [layer for layer in net.layers if layer.type == 'Convolution']
+    assert any(layer.applied_relu for layer in convolutions)
+    assert any(blob.channels_last for blob in net.blobs.values())
+
+
 RUNS = [('sgd', 4), ('sgd_step_itersize', 4), ('adam', 3)]
 
 

@@ -699,6 +699,14 @@ def test_forward_only_fast_forms_match_numpy(size, pad, stride, fc_kernel, tmp_p
         assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
         assert np.abs(got - full.blobs['fc7'].data).max() <= 1e-6 * np.abs(want).max()
         assert all(lean.blobs[name]._data._head is None for name in ('conv1', 'pool1', 'fc6'))
+        assert lean.layers[1].applied_relu and lean.layers[4].applied_relu  # fused
+    laid_out = {}  # a hook stops the fusion, not the layout: which tops were NHWC
+    lean.after_forward(lambda i: laid_out.update(
+        {name: lean.blobs[name]._data._nhwc is not None for name in lean.top_names[
+            lean._layer_names[i]] if name != 'fc7'}))
+    lean.forward()
+    assert laid_out == {'data': False, 'conv1': True, 'pool1': True, 'fc6': True}
+    assert not lean.layers[1].applied_relu
 
 
 def test_gemm_form_is_taken_where_the_filters_outweigh_the_image():
