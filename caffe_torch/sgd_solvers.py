@@ -96,7 +96,7 @@ def learning_rate(solver):
     else:
         raise CaffeError(f'{solver.source}: unknown lr_policy "{policy}"; Caffe knows fixed, '
                          f'step, exp, inv, multistep, poly and sigmoid')
-    return float(torch.tensor(rate, dtype=torch.float32))  # Caffe's Dtype rate
+    return float(np.float32(rate))  # Caffe's Dtype rate
 
 
 def _float(value):

@@ -69,6 +69,13 @@ class HDF5DataLayer(Layer):
         """The tops keep their set-up shape."""
 
     def forward(self, bottom, top):
+        if self._within_file():  # the batch is the next rows of this file: one slice
+            end = self.current_row + self.batch_size
+            index = self.permutation[self.current_row:end]
+            self.current_row, self.offset = end, self.offset + self.batch_size
+            for blob, array in zip(top, self.data):
+                blob.data_tensor.copy_(torch.from_numpy(np.take(array, index, axis=0)))
+            return
         rows = []
         for _ in range(self.batch_size):
             while self._skip():
@@ -82,6 +89,12 @@ class HDF5DataLayer(Layer):
             batches = [np.stack([data[j][row] for data, row in rows]) for j in range(len(top))]
         for blob, batch in zip(top, batches):
             blob.data_tensor.copy_(torch.from_numpy(batch))
+
+    def _within_file(self):
+        """Whether the batch takes every row (one solver, or TEST) and ends before the file
+        does (the row after it exists), so no file change or reshuffle falls inside it."""
+        every_row = mode.solver_count() == 1 or self.phase == caffe_pb2.TEST
+        return every_row and self.current_row + self.batch_size < len(self.permutation)
 
     def _skip(self):
         keep = self.offset % mode.solver_count() == mode.solver_rank() or \

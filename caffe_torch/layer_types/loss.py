@@ -49,19 +49,27 @@ def check_label_count(layer, score, label, axis, outer, inner):
 
 
 def read_labels(layer, label, outer, inner, channels, ignore_label):
-    """(labels, valid): int64 labels (outer, inner), 0 where ignored, and the kept mask."""
+    """(labels, valid): int64 labels (outer, inner), 0 where ignored, and the kept mask (None
+    when every position is kept: no ignore_label)."""
     labels = label.data_tensor.reshape(outer, inner).long()
-    valid = torch.ones_like(labels, dtype=torch.bool)
+    valid = None
     if ignore_label is not None:
         valid = labels != ignore_label
-    bad = valid & ((labels < 0) | (labels >= channels))
-    if bool(bad.any()):
-        value = int(labels[bad][0])
-        hint = f', and ignore_label is {ignore_label}' if ignore_label is not None else \
-            '; set an ignore_label to skip such positions'
-        layer.fail(f'label value {value} is outside [0, {channels}) for a score with '
-                   f'{channels} classes{hint}')
-    return labels.masked_fill(~valid, 0), valid
+        labels = labels.masked_fill(~valid, 0)
+    if labels.numel():
+        low, high = torch.aminmax(labels)
+        if int(low) < 0 or int(high) >= channels:
+            value = int(labels[(labels < 0) | (labels >= channels)][0])
+            hint = f', and ignore_label is {ignore_label}' if ignore_label is not None else \
+                '; set an ignore_label to skip such positions'
+            layer.fail(f'label value {value} is outside [0, {channels}) for a score with '
+                       f'{channels} classes{hint}')
+    return labels, valid
+
+
+def kept_count(valid, outer, inner):
+    """How many positions count: a tensor under an ignore_label, else outer * inner."""
+    return valid.sum() if valid is not None else outer * inner
 
 
 def top_loss_weight(top):
@@ -105,8 +113,10 @@ def loss_normalization(loss_param):
 
 def loss_normalizer(mode, outer, inner, valid_count):
     """LossLayer::GetNormalizer, floored at 1 so an all-ignored batch gives 0, not NaN."""
-    if mode == Normalization.Value('VALID'):
+    if mode == Normalization.Value('VALID') and isinstance(valid_count, torch.Tensor):
         return valid_count.to(torch.float32).clamp_(min=1.0)
+    if mode == Normalization.Value('VALID'):
+        return max(1.0, float(valid_count))
     sizes = {Normalization.Value('FULL'): outer * inner,
              Normalization.Value('BATCH_SIZE'): outer,
              Normalization.Value('NONE'): 1}
@@ -161,11 +171,12 @@ class SoftmaxWithLossLayer(Layer):
         self.labels, self.valid = read_labels(self, bottom[1], self.outer, self.inner,
                                               channels, self.ignore_label)
         prob = self.prob.reshape(self.outer, channels, self.inner)
-        picked = prob.gather(1, self.labels.unsqueeze(1)).squeeze(1)
-        log_prob = picked.clamp(min=FLT_MIN).log_().masked_fill_(~self.valid, 0)
+        log_prob = prob.gather(1, self.labels.unsqueeze(1)).clamp_(min=FLT_MIN).log_()
+        if self.valid is not None:
+            log_prob.masked_fill_(~self.valid.unsqueeze(1), 0)
         self.normalizer = loss_normalizer(self.normalization, self.outer, self.inner,
-                                          self.valid.sum())
-        top[0].data_tensor.copy_(-log_prob.sum() / self.normalizer)
+                                          kept_count(self.valid, self.outer, self.inner))
+        top[0].data_tensor.copy_(log_prob.sum().neg_().div_(self.normalizer))
         if not self.backward_state:  # a forward-only net: backward's probabilities go
             self.prob = self.labels = self.valid = None
 
@@ -177,11 +188,15 @@ class SoftmaxWithLossLayer(Layer):
             return
         channels = bottom[0].shape[self.axis]
         grad = self.prob.reshape(self.outer, channels, self.inner).clone()
-        valid = self.valid.unsqueeze(1)
-        grad.scatter_add_(1, self.labels.unsqueeze(1), -valid.to(grad.dtype))
-        grad.masked_fill_(~valid, 0)
-        grad *= top_loss_weight(top[0]) / self.normalizer
-        bottom[0].diff_tensor.copy_(grad.reshape(bottom[0].shape))
+        labels = self.labels.unsqueeze(1)
+        if self.valid is None:
+            grad.scatter_add_(1, labels, grad.new_full(labels.shape, -1.0))
+        else:
+            valid = self.valid.unsqueeze(1)
+            grad.scatter_add_(1, labels, -valid.to(grad.dtype))
+            grad.masked_fill_(~valid, 0)
+        scale = top_loss_weight(top[0]) / self.normalizer  # Caffe's float loss_weight
+        torch.mul(grad.reshape(bottom[0].shape), scale, out=bottom[0].diff_tensor)
 
 
 @register('EuclideanLoss')
@@ -265,11 +280,14 @@ class AccuracyLayer(Layer):
         labels, valid = read_labels(self, bottom[1], self.outer, self.inner, channels,
                                     self.ignore_label)
         true_score = scores.gather(1, labels.unsqueeze(1))
-        better = (scores >= true_score).sum(dim=1) - 1
-        correct = (better < self.top_k) & valid
-        count = valid.sum().to(torch.float32)
-        hits = correct.sum().to(torch.float32)
-        top[0].data_tensor.copy_(torch.where(count > 0, hits / count.clamp(min=1), 0.0))
+        # the true class always meets its own score: fewer than top_k others means <= top_k
+        correct = (scores >= true_score).sum(dim=1) <= self.top_k
+        if valid is not None:
+            correct &= valid
+        count = kept_count(valid, self.outer, self.inner)
+        # hits <= count, so count 0 gives 0 / 1; int64 / int64 divides in float32, as Caffe
+        top[0].data_tensor.copy_(correct.sum() / (count.clamp(min=1) if valid is not None
+                                                  else max(count, 1)))
         if len(top) > 1:
             top[1].data_tensor.copy_(self._per_class(labels, valid, correct, channels))
 
@@ -277,7 +295,9 @@ class AccuracyLayer(Layer):
     def _per_class(labels, valid, correct, channels):
         flat = labels.reshape(-1)
         seen = torch.zeros(channels, dtype=torch.float32, device=flat.device)
-        seen.scatter_add_(0, flat, valid.reshape(-1).to(torch.float32))
+        kept = (valid.reshape(-1).to(torch.float32) if valid is not None
+                else torch.ones(flat.shape, dtype=torch.float32, device=flat.device))
+        seen.scatter_add_(0, flat, kept)
         right = torch.zeros_like(seen).scatter_add_(0, flat,
                                                     correct.reshape(-1).to(torch.float32))
         return torch.where(seen > 0, right / seen.clamp(min=1), 0.0)

@@ -15,8 +15,8 @@ from caffe_torch import formats, io
 from caffe_torch.layer import Layer
 from caffe_torch.layer_factory import register
 from caffe_torch.layer_types.loss import (Normalization, check_first_dim, check_label_count,
-                                          loss_normalization, loss_normalizer, read_labels,
-                                          softmax, top_loss_weight)
+                                          kept_count, loss_normalization, loss_normalizer,
+                                          read_labels, softmax, top_loss_weight)
 
 LOG_THRESHOLD = float(np.float32(1e-20))  # kLOG_THRESHOLD in loss_layer.hpp
 
@@ -183,9 +183,11 @@ class InfogainLossLayer(Layer):
             .clamp(min=LOG_THRESHOLD).log_()
         rows = matrix[self.labels]  # (outer, inner, C): H[label] at each position
         per_position = (rows * log_prob.transpose(1, 2)).sum(dim=2)
-        loss = -per_position.masked_fill_(~self.valid, 0).sum()
+        if self.valid is not None:
+            per_position.masked_fill_(~self.valid, 0)
+        loss = -per_position.sum()
         self.normalizer = loss_normalizer(self.normalization, self.outer, self.inner,
-                                          self.valid.sum())
+                                          kept_count(self.valid, self.outer, self.inner))
         top[0].data_tensor.copy_(loss / self.normalizer)
         if len(top) > 1:
             top[1].data_tensor.copy_(self.prob)
@@ -204,7 +206,8 @@ class InfogainLossLayer(Layer):
         prob = self.prob.reshape(self.outer, channels, self.inner)
         grad = prob * row_sums[self.labels].unsqueeze(1) \
             - matrix[self.labels].transpose(1, 2)
-        grad.masked_fill_(~self.valid.unsqueeze(1), 0)
+        if self.valid is not None:
+            grad.masked_fill_(~self.valid.unsqueeze(1), 0)
         grad *= top_loss_weight(top[0]) / self.normalizer
         bottom[0].diff_tensor.copy_(grad.reshape(bottom[0].shape))
 
