@@ -7,6 +7,11 @@ Caffe (make caffe) on the same solver, data and command.
   lenet   examples/mnist/lenet_solver.prototxt and lenet_train_test.prototxt from Caffe's
           tree on a generated LMDB (Datum records as convert_mnist_data writes them);
           --lenet-iters iterations, tested every 100
+  siamese examples/siamese/mnist_siamese_solver.prototxt and its train/test net (two LeNet
+          towers sharing their params, ContrastiveLoss) on generated LMDBs of image pairs
+          (2-channel Datums, label 1 for a same-class pair, as convert_mnist_siamese_data
+          writes them; LMDB instead of the example's LevelDB); --lenet-iters iterations,
+          tested every 100 on 10 batches
 
 Each is `caffe train --solver=...` run as a command (real Caffe's binary; the engine's
 `python -m caffe_torch train`), wall time from start to exit, best of --repeat, with the
@@ -92,6 +97,33 @@ def lenet(folder, caffe_tree, iterations):
     return folder / 'lenet_solver.prototxt'
 
 
+def siamese(folder, caffe_tree, iterations):
+    """Caffe's siamese files, paths made local, on 2000/1000 generated pairs of digits."""
+    rng = np.random.RandomState(0)
+    for name, count in (('mnist_siamese_train_lmdb', 2000), ('mnist_siamese_test_lmdb', 1000)):
+        with lmdb.open(str(folder / name), map_size=1 << 28) as env, \
+                env.begin(write=True) as txn:
+            for i in range(count):
+                digits = rng.randint(10, size=2)
+                pair = (rng.rand(2, 28, 28) * 60 + digits[:, None, None] * 19).astype(np.uint8)
+                label = int(digits[0] == digits[1])
+                txn.put(b'%08d' % i, io.array_to_datum(pair, label).SerializeToString())
+    example = caffe_tree / 'examples' / 'siamese'
+    net = (example / 'mnist_siamese_train_test.prototxt').read_text()
+    for split in ('train', 'test'):
+        net = net.replace(f'source: "examples/siamese/mnist_siamese_{split}_leveldb"',
+                          f'source: "mnist_siamese_{split}_lmdb" backend: LMDB')
+    (folder / 'mnist_siamese_train_test.prototxt').write_text(net)
+    solver = (example / 'mnist_siamese_solver.prototxt').read_text() \
+        .replace('examples/siamese/', '')
+    for field, value in (('max_iter', iterations), ('snapshot', iterations),
+                         ('test_interval', 100), ('test_iter', 10), ('solver_mode', 'CPU')):
+        solver = '\n'.join(f'{field}: {value}' if line.startswith(f'{field}:') else line
+                           for line in solver.splitlines())
+    (folder / 'mnist_siamese_solver.prototxt').write_text(solver + '\n')
+    return folder / 'mnist_siamese_solver.prototxt'
+
+
 def wall(command, cwd, env, repeat):
     """Best wall seconds of `command`, which must succeed."""
     best = float('inf')
@@ -106,7 +138,8 @@ def wall(command, cwd, env, repeat):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--repeat', type=int, default=1, help='runs of each, best taken')
-    parser.add_argument('--lenet-iters', type=int, default=300)
+    parser.add_argument('--lenet-iters', type=int, default=300,
+                        help='iterations of LeNet and of the siamese net')
     args = parser.parse_args(argv)
     tree = caffe_build.build_dir()
     if not caffe_build.is_complete(tree):
@@ -118,7 +151,8 @@ def main(argv=None):
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         for name, make in (('logreg', logreg),
-                           ('lenet', lambda f: lenet(f, tree, args.lenet_iters))):
+                           ('lenet', lambda f: lenet(f, tree, args.lenet_iters)),
+                           ('siamese', lambda f: siamese(f, tree, args.lenet_iters))):
             folder = pathlib.Path(scratch) / name
             folder.mkdir()
             solver = make(folder)
