@@ -329,11 +329,13 @@ def to_python3(source):
         return str(tool.refactor_string(source + '\n', 'notebook'))
 
 
-def notebook_script(path, out, values, upto=None):
+def notebook_script(path, out, values, upto=None, before=None):
     """One Python 3 script of a notebook's code cells in order (the first `upto`), its
     shell and magic lines skipped; at its end it saves `values` ({key: expression}) to
-    `out` (npz)."""
+    `out` (npz). `before` ({cell index: code}) runs code of the test's before those cells."""
     cells = notebook_cells(path)[:upto]
+    for index, code in sorted((before or {}).items(), reverse=True):
+        cells.insert(index, code)
     body = to_python3('\n\n'.join(without_magics(c) for c in cells))
     return PRELUDE + body + EPILOGUE.format(out=str(out), values=dict(values))
 
@@ -354,7 +356,7 @@ def python2():
     return None
 
 
-def run_notebook(sides, trees, notebook, values, upto=None, folder='examples'):
+def run_notebook(sides, trees, notebook, values, upto=None, folder='examples', before=None):
     """The notebook's code as one script run in each side's tree/`folder`; {side: values}."""
     path = sides['caffe'].source / 'examples' / notebook
     results = {}
@@ -362,7 +364,7 @@ def run_notebook(sides, trees, notebook, values, upto=None, folder='examples'):
         cwd = trees[name] / folder
         out = cwd / f'{path.stem}-values.npz'
         script = cwd / f'{path.stem}-notebook.py'
-        script.write_text(notebook_script(path, out, values, upto))
+        script.write_text(notebook_script(path, out, values, upto, before))
         side.run(side.python(script), cwd)
         results[name] = dict(np.load(out))
     return results

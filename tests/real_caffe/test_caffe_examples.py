@@ -458,24 +458,42 @@ def test_notebook_mnist_siamese(sides, mnist_trees, tmp_path):
     assert_close(results)
 
 
+SAME_START = """
+import numpy as _np
+for _net in (solver.net, solver.test_nets[0]):
+    _draw = _np.random.RandomState(0)
+    for _weights, _bias in _net.params.values():
+        _limit = _np.sqrt(3.0 / _weights.data[0].size)
+        _weights.data[...] = _draw.uniform(-_limit, _limit, _weights.data.shape)
+        _bias.data[...] = 0
+"""
+
+
 def test_notebook_01_learning_lenet(sides, mnist_trees):
     """01-learning-lenet.ipynb but its last cell, on the generated MNIST LMDBs: LeNet by
     NetSpec, 200 steps of SGD with a full test every 25. Its nets start from xavier fillers,
-    which the engine draws from another generator than Caffe's, so runs are compared as runs
-    from different starts: the batch read last equal, the loss at least halved on both, the
-    test accuracies within 0.15 (Caffe's own runs of LeNet from different starts differ by
-    about 0.1 here). The last cell (a custom net) divides ints as Python 2 does
-    (`niter / 10` as an index): not run."""
+    which the engine draws from another generator than Caffe's, so both sides are given one
+    xavier draw of NumPy's before the first forward (SAME_START). Then the batch read last
+    is equal, the first 10 losses agree to float32 rounding (measured 4e-7 relative), the
+    tests at iterations 0 and 25 within 0.01, and the loss at least halves on both. Later
+    points are printed, not compared: the two float32 trajectories part slowly as any two
+    summation orders do (loss 2e-4 apart at iteration 20, 0.03 at 200, accuracies up to 0.04
+    at 200), and more so from different starts (0.15). The last cell (a custom net) divides
+    ints as Python 2 does (`niter / 10` as an index): not run."""
     results = run_notebook(sides, mnist_trees, '01-learning-lenet.ipynb', {
         'train_loss': 'train_loss', 'test_acc': 'test_acc',
         'data': "solver.net.blobs['data'].data", 'label': "solver.net.blobs['label'].data"},
-        upto=18)
+        upto=18, before={9: SAME_START})
+    engine, caffe = results['engine'], results['caffe']
     for key in ('data', 'label'):
-        np.testing.assert_array_equal(results['engine'][key], results['caffe'][key])
+        np.testing.assert_array_equal(engine[key], caffe[key])
     for name in SIDES:
         loss = results[name]['train_loss']
         assert loss[-20:].mean() < 0.5 * loss[:5].mean(), (name, loss[::20])
     print('01-learning-lenet test accuracies: ' + '; '.join(
         f"{name} {np.round(results[name]['test_acc'], 3)}" for name in SIDES))
-    assert np.abs(results['engine']['test_acc'] - results['caffe']['test_acc'])[1:].max() \
-        <= 0.15
+    print('01-learning-lenet train loss difference at iterations 0, 10, 20, 50, 100, 199: '
+          + ', '.join(f"{abs(engine['train_loss'][i] - caffe['train_loss'][i]):.2g}"
+                      for i in (0, 10, 20, 50, 100, 199)))
+    np.testing.assert_allclose(engine['train_loss'][:10], caffe['train_loss'][:10], rtol=1e-5)
+    assert np.abs(engine['test_acc'] - caffe['test_acc'])[:2].max() <= 0.01
