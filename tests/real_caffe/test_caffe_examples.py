@@ -21,6 +21,7 @@ start from the same generated weights; two iterations must give weights equal to
 rounding, and a longer run must stay as close to Caffe's as Caffe's own runs of the example
 (each from its fillers' unseeded random start) are to each other.
 """
+import math
 import pathlib
 import shutil
 import time
@@ -139,12 +140,14 @@ def trained(request, sides, mnist_trees, tmp_path_factory):
 def test_mnist_example_trains_as_caffe_does(trained):
     """`caffe train` on the example (its train script, unmodified), from the same weights:
     the same rows logged; iteration 0's outputs and every learning rate equal to their
-    printed digits; the second half's losses and accuracies as close to Caffe's as Caffe's
-    own runs are to each other."""
+    printed digits (glog's 6 significant: within one unit of the last, as two float32 sums
+    a rounding apart may print either side of a digit); the second half's losses and
+    accuracies as close to Caffe's as Caffe's own runs are to each other."""
     values = trained['values']
     for key, theirs in values['caffe'].items():
         if key[0] == 'lr' or key[1] == 0:
-            assert values['engine'][key] == pytest.approx(theirs, rel=2e-6, abs=1e-6), key
+            last_digit = 10.0 ** (math.floor(math.log10(max(abs(theirs), 1e-30))) - 5)
+            assert abs(values['engine'][key] - theirs) <= 1.01 * last_digit, key
     assert trained['distance'] <= trained['spread'], trained['example']
 
 
