@@ -76,38 +76,50 @@ def logreg(folder):
     return folder / 'solver.prototxt'
 
 
+def write_lmdb(path, records):
+    """An LMDB of Datums, as Caffe's convert tools write them: (uint8 array, label) pairs."""
+    with lmdb.open(str(path), map_size=1 << 28) as env, env.begin(write=True) as txn:
+        for i, (array, label) in enumerate(records):
+            txn.put(b'%08d' % i, io.array_to_datum(array, label).SerializeToString())
+
+
+def edited_solver(text, **fields):
+    """A solver prototxt's text with the given top-level fields' values replaced."""
+    return '\n'.join(f'{line.split(":")[0]}: {fields[line.split(":")[0]]}'
+                     if line.split(':')[0] in fields else line
+                     for line in text.splitlines()) + '\n'
+
+
 def lenet(folder, caffe_tree, iterations):
     """Caffe's LeNet files, paths made local, on 2000/1000 generated 28 x 28 digits."""
     rng = np.random.RandomState(0)
     for name, count in (('mnist_train_lmdb', 2000), ('mnist_test_lmdb', 1000)):
-        with lmdb.open(str(folder / name), map_size=1 << 28) as env, \
-                env.begin(write=True) as txn:
-            for i in range(count):
-                image = (rng.rand(1, 28, 28) * 60 + (i % 10) * 19).astype(np.uint8)
-                txn.put(b'%08d' % i, io.array_to_datum(image, i % 10).SerializeToString())
+        write_lmdb(folder / name, (
+            ((rng.rand(1, 28, 28) * 60 + (i % 10) * 19).astype(np.uint8), i % 10)
+            for i in range(count)))
     mnist = caffe_tree / 'examples' / 'mnist'
     net = (mnist / 'lenet_train_test.prototxt').read_text().replace('examples/mnist/', '')
     (folder / 'lenet_train_test.prototxt').write_text(net)
     solver = (mnist / 'lenet_solver.prototxt').read_text().replace('examples/mnist/', '')
-    for field, value in (('max_iter', iterations), ('snapshot', iterations),
-                         ('test_interval', 100), ('solver_mode', 'CPU')):
-        solver = '\n'.join(f'{field}: {value}' if line.startswith(f'{field}:') else line
-                           for line in solver.splitlines())
-    (folder / 'lenet_solver.prototxt').write_text(solver + '\n')
+    (folder / 'lenet_solver.prototxt').write_text(edited_solver(
+        solver, max_iter=iterations, snapshot=iterations, test_interval=100,
+        solver_mode='CPU'))
     return folder / 'lenet_solver.prototxt'
+
+
+def digit_pairs(rng, count):
+    """(2 x 28 x 28 pair, 1 if both show one digit else 0), as convert_mnist_siamese_data."""
+    for _ in range(count):
+        digits = rng.randint(10, size=2)
+        pair = (rng.rand(2, 28, 28) * 60 + digits[:, None, None] * 19).astype(np.uint8)
+        yield pair, int(digits[0] == digits[1])
 
 
 def siamese(folder, caffe_tree, iterations):
     """Caffe's siamese files, paths made local, on 2000/1000 generated pairs of digits."""
     rng = np.random.RandomState(0)
     for name, count in (('mnist_siamese_train_lmdb', 2000), ('mnist_siamese_test_lmdb', 1000)):
-        with lmdb.open(str(folder / name), map_size=1 << 28) as env, \
-                env.begin(write=True) as txn:
-            for i in range(count):
-                digits = rng.randint(10, size=2)
-                pair = (rng.rand(2, 28, 28) * 60 + digits[:, None, None] * 19).astype(np.uint8)
-                label = int(digits[0] == digits[1])
-                txn.put(b'%08d' % i, io.array_to_datum(pair, label).SerializeToString())
+        write_lmdb(folder / name, digit_pairs(rng, count))
     example = caffe_tree / 'examples' / 'siamese'
     net = (example / 'mnist_siamese_train_test.prototxt').read_text()
     for split in ('train', 'test'):
@@ -116,11 +128,9 @@ def siamese(folder, caffe_tree, iterations):
     (folder / 'mnist_siamese_train_test.prototxt').write_text(net)
     solver = (example / 'mnist_siamese_solver.prototxt').read_text() \
         .replace('examples/siamese/', '')
-    for field, value in (('max_iter', iterations), ('snapshot', iterations),
-                         ('test_interval', 100), ('test_iter', 10), ('solver_mode', 'CPU')):
-        solver = '\n'.join(f'{field}: {value}' if line.startswith(f'{field}:') else line
-                           for line in solver.splitlines())
-    (folder / 'mnist_siamese_solver.prototxt').write_text(solver + '\n')
+    (folder / 'mnist_siamese_solver.prototxt').write_text(edited_solver(
+        solver, max_iter=iterations, snapshot=iterations, test_interval=100, test_iter=10,
+        solver_mode='CPU'))
     return folder / 'mnist_siamese_solver.prototxt'
 
 
