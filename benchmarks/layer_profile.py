@@ -3,8 +3,12 @@
 The engine runs the deploy net with the toolkit's settings (`keep_blobs` of the outputs) and
 times each layer through its forward hooks; ONNX Runtime runs the engine's own export of the
 same net and weights with its profiler on. Convolutions (Conv, FusedConv, NchwcConv in ONNX
-Runtime's graph) are matched in order, the k-th to the engine's k-th Convolution layer; the
-rest is summed per kind. Times are the best of --repeat passes after one warm-up, in ms.
+Runtime's graph) are matched to the engine's by the index in their exported names, not by
+when they run (ONNX Runtime runs a score layer as soon as its pool is ready): a convolution
+fused with its ReLU is named after the k-th ReLU and pairs with the engine's k-th
+Convolution followed by a ReLU, the others are named after the k-th Conv of the graph and
+pair with the engine's k-th Convolution; transposed ones pair in order. The rest is summed
+per kind. Times are the best of --repeat passes after one warm-up, in ms.
 
 Example: python benchmarks/layer_profile.py --model voc-fcn8s --size 500
 """
@@ -12,6 +16,7 @@ import argparse
 import collections
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -79,29 +84,65 @@ def onnxruntime_nodes(net, repeat, folder):
     with open(session.end_profiling()) as f:
         events = [e for e in json.load(f) if e.get('cat') == 'Node'
                   and e['name'].endswith('_kernel_time')]
-    per_node = collections.OrderedDict()
+    per_node, shapes = collections.OrderedDict(), {}
     for e in events[len(events) // (repeat + 1):]:  # drop the warm-up run
         key = (e['args'].get('op_name', '?'), e['name'][:-len('_kernel_time')])
         per_node.setdefault(key, []).append(e['dur'] / 1e3)
-    return [(op, name, min(t)) for (op, name), t in per_node.items()], 1e3 * min(passes)
+        shapes[key] = output_shape(e['args'])
+    return ([(op, name, min(t), shapes[op, name]) for (op, name), t in per_node.items()],
+            1e3 * min(passes))
+
+
+def output_shape(args):
+    """The first output's shape in a profiler event's args, or None."""
+    for output in args.get('output_type_shape', [])[:1]:
+        for shape in output.values():
+            return tuple(shape)
+    return None
+
+
+def graph_index(node_name):
+    """The index an exported node's name carries: /module/Relu_7_output_0_nchwc -> ('Relu',
+    7), /module/Conv_output_0_nchwc -> ('Conv', 0), /module/ConvTranspose_2 ->
+    ('ConvTranspose', 2)."""
+    match = re.match(r'([A-Za-z]+)(?:_(\d+))?', node_name.split('/')[-1])
+    return match.group(1), int(match.group(2) or 0)
+
+
+def pair_convolutions(net, nodes):
+    """{engine layer index: ONNX Runtime node (op, name, ms, output shape)} for each
+    convolution and deconvolution."""
+    followed = {i for i in range(len(net.layers) - 1) if net.layers[i + 1].type == 'ReLU'
+                and net.top_vecs[i + 1][0] is net.top_vecs[i][0]}
+    convs = [i for i, layer in enumerate(net.layers) if layer.type == 'Convolution']
+    by_kind = {'Relu': [i for i in convs if i in followed], 'Conv': convs,
+               'ConvTranspose': [i for i, layer in enumerate(net.layers)
+                                 if layer.type == 'Deconvolution']}
+    paired = {}
+    for node in nodes:
+        if node[0] in CONV_NODES or node[0] == 'ConvTranspose':
+            kind, k = graph_index(node[1])
+            if kind in by_kind and k < len(by_kind[kind]):
+                paired[by_kind[kind][k]] = node
+    return paired
 
 
 def report(net, layer_ms, engine_pass, nodes, ort_pass):
     convs = [(i, layer) for i, layer in enumerate(net.layers)
              if layer.type in ('Convolution', 'Deconvolution')]
-    ort_convs = [n for n in nodes if n[0] in CONV_NODES or n[0] == 'ConvTranspose']
-    print(f'{"layer":<12}{"type":<15}{"top shape":<22}{"engine ms":>10}{"ORT ms":>9}'
+    paired = pair_convolutions(net, nodes)
+    print(f'{"layer":<14}{"type":<15}{"top shape":<22}{"engine ms":>10}{"ORT ms":>9}'
           f'{"ratio":>7}')
-    for k, (i, layer) in enumerate(convs):
-        ort_ms = ort_convs[k][2] if k < len(ort_convs) else float('nan')
+    for i, layer in convs:
+        ort_ms = paired[i][2] if i in paired else float('nan')
         shape = str(net.top_vecs[i][0].shape)
-        print(f'{net._layer_names[i]:<12}{layer.type:<15}{shape:<22}{layer_ms[i]:>10.1f}'
+        print(f'{net._layer_names[i]:<14}{layer.type:<15}{shape:<22}{layer_ms[i]:>10.1f}'
               f'{ort_ms:>9.1f}{layer_ms[i] / ort_ms:>7.2f}')
     engine_kinds, ort_kinds = collections.Counter(), collections.Counter()
     for i, layer in enumerate(net.layers):
         if layer.type not in ('Convolution', 'Deconvolution'):
             engine_kinds[layer.type] += layer_ms.get(i, 0.0)
-    for op, _, ms in nodes:
+    for op, _, ms, _ in nodes:
         if op not in CONV_NODES and op != 'ConvTranspose':
             ort_kinds[op] += ms
     print('engine, other layers (ms):', ', '.join(f'{k} {v:.1f}' for k, v in

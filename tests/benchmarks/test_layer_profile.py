@@ -32,3 +32,20 @@ def test_profile_prints_every_convolution(capsys):
     out = capsys.readouterr().out
     assert all(f'\n{name} ' in out for name in ('conv1_1', 'fc6', 'fc7', 'score_fr'))
     assert 'whole pass: engine' in out
+
+
+def test_each_convolution_pairs_with_the_onnxruntime_node_of_its_shape(tmp_path):
+    """ONNX Runtime may run a score layer as soon as its pool is ready, before the engine's
+    order reaches it: paired by the exported names, every convolution and deconvolution of
+    demo-fcn8s meets the node whose output has its top's height and width (channels are
+    padded to ONNX Runtime's blocks), each node once."""
+    pytest.importorskip('onnxruntime')
+    net = layer_profile.random_net('demo-fcn8s', 96)
+    nodes, _ = layer_profile.onnxruntime_nodes(net, 1, str(tmp_path))
+    paired = layer_profile.pair_convolutions(net, nodes)
+    convs = [i for i, layer in enumerate(net.layers)
+             if layer.type in ('Convolution', 'Deconvolution')]
+    assert sorted(paired) == convs
+    assert len({node[1] for node in paired.values()}) == len(convs)
+    for i in convs:
+        assert paired[i][3][2:] == net.top_vecs[i][0].shape[2:], net._layer_names[i]
