@@ -752,3 +752,24 @@ layer {{ name: "pool" type: "Pooling" bottom: "conv" top: "out"
     reference = np_conv if kind == 'Convolution' else np_deconv
     want = np.maximum(reference(x, w, b, (2, 1), (0, 0), (1, 1), 1), 0)
     np.testing.assert_allclose(net.blobs['out'].data, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('ceil', [True, False])
+def test_max_pool_by_phases_matches_caffes_windows(ceil):
+    """The forward-only 2 x 2 / stride 2 max pooling by phases on channels-last data, even
+    and odd sides (VGG's pool2 and pool3 bottoms are odd at 500 x 500), equals Caffe's
+    windows: ceil mode clips the last one to the bottom, floor mode drops it."""
+    import torch
+    from caffe_torch.layer_types.pooling import PoolingLayer
+    rng = np.random.RandomState(5)
+    for h, w in ((6, 8), (7, 8), (6, 9), (7, 9), (1, 1), (1, 4), (3, 1)):
+        x = rand(rng, 2, 5, h, w)
+        oh, ow = ((h + 1) // 2, (w + 1) // 2) if ceil else (h // 2, w // 2)
+        padded = np.full((2, 5, 2 * oh, 2 * ow), -np.inf, np.float32)
+        padded[:, :, :min(h, 2 * oh), :min(w, 2 * ow)] = x[:, :, :2 * oh, :2 * ow]
+        want = padded.reshape(2, 5, oh, 2, ow, 2).max(axis=(3, 5))
+        got = PoolingLayer._max_channels_last(
+            torch.from_numpy(x).contiguous(memory_format=torch.channels_last), [2, 2],
+            [2, 2], [0, 0], ceil)
+        assert got.is_contiguous(memory_format=torch.channels_last)
+        np.testing.assert_array_equal(got.numpy(), want, err_msg=f'{h} x {w}')
