@@ -10,8 +10,10 @@ The engine runs with the toolkit's settings (`Net.keep_blobs`: only the loss and
 are kept) and, for the memory column "all blobs", as pycaffe does (every blob kept). Beside
 it, the fastest ways a user has to run the same net on the same weights: the direct model in
 channels-last memory ("direct CL", eager PyTorch) and, for TEST, ONNX Runtime on the
-engine's own export (python -m caffe_torch.export); the last line times the engine and ONNX
-Runtime alternately in one process, as the two would meet in one program.
+engine's own export (python -m caffe_torch.export), which ends at the score: beside it the
+engine runs to the score as well ("engine to score": keep_blobs(['score']), forward(end=
+'score'), the work of the toolkit's inference, no loss layer); the last column times that
+and ONNX Runtime alternately in one process, as the two would meet in one program.
 Times come from processes as users run them (glibc as it comes; the engine asks it to keep
 freed memory for the next pass, caffe_torch/host_memory.py, and its resident size as run is
 the "held" column). Memory comes from a second process per measurement in which every large
@@ -48,7 +50,8 @@ from nets.generate import NETS  # noqa: E402
 
 
 SIZES = {'full': ('voc-fcn{}s', 500, Shape.VGG16), 'demo': ('demo-fcn{}s', 160, Shape.DEMO)}
-IMPLS = ('direct', 'engine', 'engine-all', 'direct-cl', 'onnxruntime')
+IMPLS = ('direct', 'engine', 'engine-all', 'direct-cl', 'onnxruntime', 'engine-score')
+TEST_ONLY = ('onnxruntime', 'engine-score')
 
 
 def engine_param(stride, size, train):
@@ -86,7 +89,8 @@ def measure(impl, mode, stride, size, repeat, folder, device):
     elif impl == 'onnxruntime':
         run = _onnxruntime_step(stride, size, arrays, folder)
     else:
-        run = _engine_step(stride, size, mode, arrays, keep_all=impl == 'engine-all')
+        run = _engine_step(stride, size, mode, arrays, keep_all=impl == 'engine-all',
+                           to_score=impl == 'engine-score')
     del arrays
     gc.collect()
     run()  # warm-up: one-time set-up (oneDNN's kernels, thread pools) is no pass's memory
@@ -155,12 +159,15 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def _engine_step(stride, size, mode, arrays, keep_all=False):
+def _engine_step(stride, size, mode, arrays, keep_all=False, to_score=False):
     """The engine as the toolkit runs it: keeping only the loss and outputs (a TRAIN net
     frees diffs as backward passes them, a TEST net frees data after its last reader);
-    `keep_all` keeps every blob, as Caffe and pycaffe do."""
+    `keep_all` keeps every blob, as Caffe and pycaffe do; `to_score` (TEST) keeps the score
+    and stops there, as inference does (what ONNX Runtime's export computes)."""
     net = caffe.Net(engine_param(stride, size, mode == 'train'))
-    if not keep_all:
+    if to_score:
+        net.keep_blobs(['score'])
+    elif not keep_all:
         net.keep_blobs(['loss'], for_backward=mode == 'train')
     for key, value in arrays.items():
         if '/' in key:
@@ -172,6 +179,8 @@ def _engine_step(stride, size, mode, arrays, keep_all=False):
     def train():
         net.forward()
         net.backward()
+    if to_score:
+        return lambda: net.forward(end='score')
     return train if mode == 'train' else net.forward
 
 
@@ -198,10 +207,11 @@ def _onnxruntime_step(stride, size, arrays, folder, spinning=True):
 
 
 def duel(stride, size, repeat, folder):
-    """Engine and ONNX Runtime TEST forwards alternately in one process: best seconds
-    (ONNX Runtime's threads not spinning between its runs, which would slow the engine's)."""
+    """Engine (to the score) and ONNX Runtime TEST forwards alternately in one process: best
+    seconds (ONNX Runtime's threads not spinning between its runs, which would slow the
+    engine's)."""
     arrays = dict(np.load(os.path.join(folder, f'inputs{stride}{size}.npz')))
-    runs = {'engine': _engine_step(stride, size, 'test', arrays),
+    runs = {'engine': _engine_step(stride, size, 'test', arrays, to_score=True),
             'onnxruntime': _onnxruntime_step(stride, size, arrays, folder, spinning=False)}
     times = {name: [] for name in runs}
     for name, run in runs.items():
@@ -262,7 +272,7 @@ def main(args):
                 _child(['--prepare', f'{stride}:{size}'], args, folder)
                 for mode in ('train', 'test'):
                     for impl in IMPLS:
-                        if impl == 'onnxruntime' and (mode == 'train' or args.device != 'cpu'):
+                        if impl in TEST_ONLY and (mode == 'train' or args.device != 'cpu'):
                             continue
                         one = ['--one', f'{impl}:{mode}:{stride}:{size}']
                         timed = _last_json(_child(one, args, folder))
@@ -333,20 +343,21 @@ def report(rows, save, args):
                     f'{a["peak_mib"]:.0f} | {a["peak_mib"] / d["peak_mib"]:.3f} | '
                     f'{1 / e["seconds"]:.2f} |')
     lines += ['', '| net | size | pass | engine s | direct CL s | engine / CL | '
-              'ONNX Runtime s | engine / ORT | direct CL MiB | engine / CL | ORT MiB | '
-              'engine / ORT | one process: engine s / ORT s | held as run MiB, direct / '
-              'engine |',
-              '|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|']
+              'engine to score s | ONNX Runtime s | engine to score / ORT | direct CL MiB | '
+              'engine / CL | ORT MiB | engine to score / ORT | one process: engine to '
+              'score s / ORT s | held as run MiB, direct / engine |',
+              '|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|']
     for size in args.sizes:
         for stride in args.strides:
             for mode, label in (('train', 'TRAIN fwd+bwd'), ('test', 'TEST forward')):
                 e, c = rows[(size, stride, 'engine', mode)], rows[(size, stride, 'direct-cl', mode)]
                 o = rows.get((size, stride, 'onnxruntime', mode))
+                lean = rows.get((size, stride, 'engine-score', mode))
                 both = rows.get((size, stride, 'duel')) if o else None
-                ort = (f'{o["seconds"]:.4f} | {e["seconds"] / o["seconds"]:.3f}' if o
-                       else 'n/a | n/a')
-                ort_mib = (f'{o["peak_mib"]:.0f} | {e["peak_mib"] / o["peak_mib"]:.3f}' if o
-                           else 'n/a | n/a')
+                ort = (f'{lean["seconds"]:.4f} | {o["seconds"]:.4f} | '
+                       f'{lean["seconds"] / o["seconds"]:.3f}' if o else 'n/a | n/a | n/a')
+                ort_mib = (f'{o["peak_mib"]:.0f} | {lean["peak_mib"] / o["peak_mib"]:.3f}'
+                           if o else 'n/a | n/a')
                 one = (f'{both["engine"]:.4f} / {both["onnxruntime"]:.4f} = '
                        f'{both["engine"] / both["onnxruntime"]:.3f}' if both else 'n/a')
                 lines.append(
