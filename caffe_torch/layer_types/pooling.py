@@ -192,31 +192,15 @@ class PoolingLayer(Layer):
 
     @staticmethod
     def _max_channels_last(x, kernel, stride, pad, ceil):
-        """Max pooling of a channels-last x; VGG's 2 x 2, stride 2 windows unpadded as the
-        maximum of their four phases (3x faster than torch's kernel for pool1 at 500 x 500:
-        7 against 22 ms; pool2 and pool3 have odd bottoms, 349 and 175), the same maxima.
-        With an odd side, a ceil-mode top's last row or column is the window clipped to
-        the bottom's last row or column, as Caffe's; a floor-mode one drops it."""
-        if not (kernel == stride == [2, 2] and pad == [0, 0]):
-            return F.max_pool2d(x, kernel, stride, pad, ceil_mode=ceil)
-        n, c, h, w = x.shape
-        eh, ew = h - h % 2, w - w % 2
-        oh, ow = (h + 1) // 2 if ceil else h // 2, (w + 1) // 2 if ceil else w // 2
-        top = torch.empty((n, c, oh, ow), dtype=x.dtype, device=x.device,
-                          memory_format=torch.channels_last)
-        main = top[:, :, :eh // 2, :ew // 2]
-        torch.maximum(x[:, :, 0:eh:2, 0:ew:2], x[:, :, 0:eh:2, 1:ew:2], out=main)
-        torch.maximum(main, torch.maximum(x[:, :, 1:eh:2, 0:ew:2], x[:, :, 1:eh:2, 1:ew:2]),
-                      out=main)
-        if oh > eh // 2:  # the last row of windows holds one row of the bottom
-            torch.maximum(x[:, :, h - 1, 0:ew:2], x[:, :, h - 1, 1:ew:2],
-                          out=top[:, :, oh - 1, :ew // 2])
-        if ow > ew // 2:
-            torch.maximum(x[:, :, 0:eh:2, w - 1], x[:, :, 1:eh:2, w - 1],
-                          out=top[:, :, :eh // 2, ow - 1])
-        if oh > eh // 2 and ow > ew // 2:
-            top[:, :, oh - 1, ow - 1] = x[:, :, h - 1, w - 1]
-        return top
+        """Max pooling of a channels-last x; VGG's 2 x 2, stride 2 windows over an even
+        bottom as the maximum of its four phases (3x faster than torch's kernel for pool1
+        at 500 x 500: 7 against 22 ms), the same maxima."""
+        if kernel == stride == [2, 2] and pad == [0, 0] and x.shape[2] % 2 == 0 \
+                and x.shape[3] % 2 == 0:
+            top = torch.maximum(x[:, :, 0::2, 0::2], x[:, :, 0::2, 1::2])
+            return torch.maximum(top, torch.maximum(x[:, :, 1::2, 0::2], x[:, :, 1::2, 1::2]),
+                                 out=top).contiguous(memory_format=torch.channels_last)
+        return F.max_pool2d(x, kernel, stride, pad, ceil_mode=ceil)
 
     def _backward_native(self, top, bottom):
         x, dy, dx = bottom[0].data_tensor, top[0].diff_tensor, bottom[0].diff_tensor
