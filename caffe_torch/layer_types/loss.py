@@ -72,6 +72,12 @@ def kept_count(valid, outer, inner):
     return valid.sum() if valid is not None else outer * inner
 
 
+def float_div(a, b):
+    """Caffe's float a / b, divided on the host: on CUDA torch multiplies by a Python
+    scalar's reciprocal instead, which may round the last bit differently."""
+    return float(np.float32(a) / np.float32(b))
+
+
 def top_loss_weight(top):
     """The loss top's diff: its loss_weight, or what the caller set there."""
     return top.diff_tensor.reshape(-1)[0]
@@ -176,7 +182,7 @@ class SoftmaxWithLossLayer(Layer):
             log_prob.masked_fill_(~self.valid.unsqueeze(1), 0)
         self.normalizer = loss_normalizer(self.normalization, self.outer, self.inner,
                                           kept_count(self.valid, self.outer, self.inner))
-        top[0].data_tensor.copy_(log_prob.sum().neg_().div_(self.normalizer))
+        top[0].data_tensor.fill_(float_div(-float(log_prob.sum()), float(self.normalizer)))
         if not self.backward_state:  # a forward-only net: backward's probabilities go
             self.prob = self.labels = self.valid = None
 
@@ -195,7 +201,7 @@ class SoftmaxWithLossLayer(Layer):
             valid = self.valid.unsqueeze(1)
             grad.scatter_add_(1, labels, -valid.to(grad.dtype))
             grad.masked_fill_(~valid, 0)
-        scale = top_loss_weight(top[0]) / self.normalizer  # Caffe's float loss_weight
+        scale = float_div(float(top_loss_weight(top[0])), float(self.normalizer))
         torch.mul(grad.reshape(bottom[0].shape), scale, out=bottom[0].diff_tensor)
 
 
@@ -284,10 +290,8 @@ class AccuracyLayer(Layer):
         correct = (scores >= true_score).sum(dim=1) <= self.top_k
         if valid is not None:
             correct &= valid
-        count = kept_count(valid, self.outer, self.inner)
-        # hits <= count, so count 0 gives 0 / 1; int64 / int64 divides in float32, as Caffe
-        top[0].data_tensor.copy_(correct.sum() / (count.clamp(min=1) if valid is not None
-                                                  else max(count, 1)))
+        count = int(kept_count(valid, self.outer, self.inner))
+        top[0].data_tensor.fill_(float_div(int(correct.sum()), count) if count else 0.0)
         if len(top) > 1:
             top[1].data_tensor.copy_(self._per_class(labels, valid, correct, channels))
 

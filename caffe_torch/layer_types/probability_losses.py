@@ -15,8 +15,9 @@ from caffe_torch import formats, io
 from caffe_torch.layer import Layer
 from caffe_torch.layer_factory import register
 from caffe_torch.layer_types.loss import (Normalization, check_first_dim, check_label_count,
-                                          kept_count, loss_normalization, loss_normalizer,
-                                          read_labels, softmax, top_loss_weight)
+                                          float_div, kept_count, loss_normalization,
+                                          loss_normalizer, read_labels, softmax,
+                                          top_loss_weight)
 
 LOG_THRESHOLD = float(np.float32(1e-20))  # kLOG_THRESHOLD in loss_layer.hpp
 
@@ -185,10 +186,9 @@ class InfogainLossLayer(Layer):
         per_position = (rows * log_prob.transpose(1, 2)).sum(dim=2)
         if self.valid is not None:
             per_position.masked_fill_(~self.valid, 0)
-        loss = -per_position.sum()
         self.normalizer = loss_normalizer(self.normalization, self.outer, self.inner,
                                           kept_count(self.valid, self.outer, self.inner))
-        top[0].data_tensor.copy_(loss / self.normalizer)
+        top[0].data_tensor.fill_(float_div(-float(per_position.sum()), float(self.normalizer)))
         if len(top) > 1:
             top[1].data_tensor.copy_(self.prob)
 
@@ -208,7 +208,7 @@ class InfogainLossLayer(Layer):
             - matrix[self.labels].transpose(1, 2)
         if self.valid is not None:
             grad.masked_fill_(~self.valid.unsqueeze(1), 0)
-        grad *= top_loss_weight(top[0]) / self.normalizer
+        grad *= float_div(float(top_loss_weight(top[0])), float(self.normalizer))
         bottom[0].diff_tensor.copy_(grad.reshape(bottom[0].shape))
 
 
