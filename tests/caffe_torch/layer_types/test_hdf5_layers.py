@@ -175,3 +175,23 @@ def test_catch_hdf5output_batch_mismatch_and_bad_folder(tmp_path):
                                               r' writing'):
         make_layer(f'type: "HDF5Output" hdf5_output_param {{ file_name: '
                    f'"{tmp_path}/no/such/o.h5" }}', [np.zeros((2, 1)), np.zeros(2)], ntop=0)
+
+
+def test_shuffled_batches_cover_each_row_once_per_pass(tmp_path):
+    """One shuffled file of 6 rows in batches of 2: the batches that stay inside the file
+    (taken as one slice) and the one that reaches its end (row by row, reshuffling at the
+    wrap) together give every row once per pass, a new order each pass, as Caffe's."""
+    labels = np.arange(6.0)
+    list_file = source(tmp_path, h5(tmp_path / 'a.h5', data=RNG.uniform(size=(6, 3)),
+                                    label=labels))
+    caffe.set_random_seed(4)
+    layer, _, top = hdf5_layer(list_file, batch=2, extra='shuffle: true')
+    passes = []
+    for _ in range(5):
+        rows = []
+        for _ in range(3):
+            layer.run_forward([], top)
+            rows.extend(top[1].data.tolist())
+        assert sorted(rows) == labels.tolist()
+        passes.append(tuple(rows))
+    assert len(set(passes)) > 1
