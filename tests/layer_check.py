@@ -3,8 +3,11 @@
 `run_layer` sets a layer up on given bottoms and parameters, runs forward, then (when top
 diffs are given) backward, and returns float64 copies of everything. `check_gradient` is
 Caffe's GradientChecker idea: the analytic gradient of E = sum(top * W) (W fixed random
-weights) against central finite differences, element by element.
+weights) against central finite differences, element by element. `np_conv` is the float64
+convolution the vision layers' fast forms are checked against.
 """
+import itertools
+
 import numpy as np
 from google.protobuf import text_format
 
@@ -106,3 +109,25 @@ def _analytic(layer, bottom, top, weights, kind, index):
     layer.run_backward(top, down, bottom)
     blob = bottom[index] if kind == 'bottom' else layer.blobs[index]
     return blob.diff.astype(np.float64).copy()
+
+
+def np_conv(x, w, b, stride, pad, dilation, group):
+    """N-d grouped convolution with zero padding, as Caffe's im2col + gemm computes it."""
+    nsp = x.ndim - 2
+    xp = np.pad(x.astype(np.float64), [(0, 0), (0, 0)] + [(p, p) for p in pad])
+    kernel = w.shape[2:]
+    out = [(xp.shape[2 + i] - (dilation[i] * (kernel[i] - 1) + 1)) // stride[i] + 1
+           for i in range(nsp)]
+    og, cg = w.shape[0] // group, w.shape[1]
+    y = np.zeros((x.shape[0], w.shape[0]) + tuple(out))
+    for off in itertools.product(*[range(k) for k in kernel]):
+        window = tuple(slice(o * d, o * d + s * (m - 1) + 1, s)
+                       for o, d, s, m in zip(off, dilation, stride, out))
+        patch = xp[(slice(None), slice(None)) + window]
+        for g in range(group):
+            tap = w[(slice(g * og, (g + 1) * og), slice(None)) + off].astype(np.float64)
+            y[:, g * og:(g + 1) * og] += np.einsum('nc...,oc->no...',
+                                                   patch[:, g * cg:(g + 1) * cg], tap)
+    if b is not None:
+        y += b.reshape((1, -1) + (1,) * nsp)
+    return y

@@ -10,6 +10,7 @@ import math
 
 import torch
 
+from caffe_torch import winograd
 from caffe_torch.layer import Layer
 from caffe_torch.layer_factory import register
 
@@ -146,8 +147,9 @@ class _BaseConvolution(Layer):
         """One image into a fresh tensor for a transient top. In a forward-only net
         (keep_blobs without backward) the faster forms of the same sums: channels-last
         where the plan allows it (Blob.channels_last: oneDNN's kernels and torch's pooling
-        are 1.2-3x faster so for VGG's early layers), and Caffe's own im2col + gemm where
-        the filters outweigh the image (FCN's fc6, fc7, score layers)."""
+        are 1.2-3x faster so for VGG's early layers), Caffe's own im2col + gemm where
+        the filters outweigh the image (FCN's fc6, fc7, score layers), and Winograd's
+        F(2x2, 3x3) where the channels are many (VGG's conv4 and conv5, 1.3-1.5x)."""
         if self.backward_state:
             return torch.ops.aten.convolution(x, weight, bias, *self._conv_args())
         last = y_blob.channels_last and x.dim() == 4
@@ -156,6 +158,8 @@ class _BaseConvolution(Layer):
         if self._gemm_pays(x):
             y = self._by_gemm(x, weight, bias, last)
             return y.clamp_min_(0) if relu else y
+        if last and self._winograd_pays(x):
+            return winograd.convolve(x, weight, bias, self.pad, relu)
         if relu and last and not self.transposed and _POINTWISE is not None \
                 and x.device.type == 'cpu':
             return _POINTWISE(x, weight, bias, self.pad, self.stride, self.dilation,
@@ -176,6 +180,14 @@ class _BaseConvolution(Layer):
         pixels = math.prod(self._output_size(d, i) for i, d in enumerate(x.shape[2:]))
         pointwise = self.kernel == [1, 1] and self.stride == [1, 1] and self.pad == [0, 0]
         return pointwise or 8 * pixels <= taps
+
+    def _winograd_pays(self, x):
+        """3 x 3, stride 1, ungrouped, undilated, on the CPU, with channels enough for
+        Winograd's F(2x2, 3x3) to beat oneDNN's direct kernel (winograd.pays: VGG's
+        512-channel layers)."""
+        return (not self.transposed and x.device.type == 'cpu' and self.group == 1
+                and self.kernel == [3, 3] and self.stride == [1, 1]
+                and self.dilation == [1, 1] and winograd.pays(self.channels, self.num_output))
 
     def _by_gemm(self, x, weight, bias, last):
         """x (1, C, H, W) convolved as Caffe does it: im2col, then one gemm with the

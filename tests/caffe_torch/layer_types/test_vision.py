@@ -10,7 +10,7 @@ import pytest
 
 from caffe_torch.blob import Blob
 from caffe_torch.errors import LayerSetupError
-from layer_check import check_gradient, make_layer, run_layer
+from layer_check import check_gradient, make_layer, np_conv, run_layer
 
 FLT_MAX = float(np.finfo(np.float32).max)
 
@@ -20,28 +20,6 @@ def rand(rng, *shape):
 
 
 # -- NumPy references -----------------------------------------------------------------------
-def np_conv(x, w, b, stride, pad, dilation, group):
-    """N-d grouped convolution with zero padding, as Caffe's im2col + gemm computes it."""
-    nsp = x.ndim - 2
-    xp = np.pad(x.astype(np.float64), [(0, 0), (0, 0)] + [(p, p) for p in pad])
-    kernel = w.shape[2:]
-    out = [(xp.shape[2 + i] - (dilation[i] * (kernel[i] - 1) + 1)) // stride[i] + 1
-           for i in range(nsp)]
-    og, cg = w.shape[0] // group, w.shape[1]
-    y = np.zeros((x.shape[0], w.shape[0]) + tuple(out))
-    for off in itertools.product(*[range(k) for k in kernel]):
-        window = tuple(slice(o * d, o * d + s * (m - 1) + 1, s)
-                       for o, d, s, m in zip(off, dilation, stride, out))
-        patch = xp[(slice(None), slice(None)) + window]
-        for g in range(group):
-            tap = w[(slice(g * og, (g + 1) * og), slice(None)) + off].astype(np.float64)
-            y[:, g * og:(g + 1) * og] += np.einsum('nc...,oc->no...',
-                                                   patch[:, g * cg:(g + 1) * cg], tap)
-    if b is not None:
-        y += b.reshape((1, -1) + (1,) * nsp)
-    return y
-
-
 def np_deconv(x, w, b, stride, pad, dilation, group):
     """Transposed convolution: every input pixel scatters its kernel-weighted value."""
     nsp = x.ndim - 2
