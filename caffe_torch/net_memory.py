@@ -15,9 +15,10 @@ does with its intermediate tensors:
 
 A forward-only plan lets the layers take faster forms where no one can see the
 difference but float32 rounding (mark_transient): channels-last blobs, im2col + gemm
-convolutions, the in-place ReLU applied by the convolution before it (when both run in one
-forward call and no hook is set: nothing sees the top in between). A plan on the CPU
-also has glibc keep freed memory for the next pass (host_memory.py).
+convolutions, Winograd's F(2x2, 3x3) for many-channel 3 x 3 ones (winograd.py), the
+in-place ReLU applied by the convolution before it (when both run in one forward call and
+no hook is set: nothing sees the top in between). A plan on the CPU also has glibc keep
+freed memory for the next pass (host_memory.py).
 
 Never freed: the named blobs, the net's inputs and outputs, loss tops, tops of layers
 without bottoms (data layers may fill them once), and memory shared with a parameter

@@ -182,9 +182,8 @@ class _BaseConvolution(Layer):
         return pointwise or 8 * pixels <= taps
 
     def _winograd_pays(self, x):
-        """3 x 3, stride 1, ungrouped, undilated, on the CPU, with channels enough for
-        Winograd's F(2x2, 3x3) to beat oneDNN's direct kernel (winograd.pays: VGG's
-        512-channel layers)."""
+        """3 x 3, stride 1, ungrouped, undilated, on the CPU, and channels enough for
+        F(2x2, 3x3) to beat oneDNN (winograd.pays: VGG's 512-channel layers)."""
         return (not self.transposed and x.device.type == 'cpu' and self.group == 1
                 and self.kernel == [3, 3] and self.stride == [1, 1]
                 and self.dilation == [1, 1] and winograd.pays(self.channels, self.num_output))
