@@ -16,8 +16,8 @@ oneDNN's direct kernel as the reference) and loses on wide, shallow layers (64 c
 
 The sums are float32 as every other convolution of the engine, in another order: B, A and G
 hold 0, +-1 and 1/2 only, so the transforms round no more than a sum of three terms, and
-the top's error against a float64 convolution is no larger than oneDNN's direct kernel's
-(tests/caffe_torch/test_winograd.py). Caffe itself reaches the same arithmetic on a GPU,
+the top's error against a float64 convolution is that of Caffe's own float32 im2col +
+gemm, and smaller than oneDNN's direct kernel's (tests/caffe_torch/test_winograd.py). Caffe itself reaches the same arithmetic on a GPU,
 where cuDNN picks its Winograd algorithms for 3 x 3 layers. Used only in forward-only
 plans (net_memory.py): no backward is defined here.
 """

@@ -47,18 +47,34 @@ def test_convolve_matches_the_float64_convolution(c, k, h, w, pad, relu, with_bi
         assert (got.numpy() >= 0).all()
 
 
-def test_error_is_no_larger_than_the_direct_kernels():
+def _im2col_gemm(x, weight, bias):
+    """Caffe's own float32 arithmetic for a 3 x 3, pad 1 convolution: im2col, then one
+    sgemm (NumPy's BLAS) of the (K, 9C) filters by the (9C, H W) columns, plus the bias."""
+    c, h, w = x.shape[1:]
+    padded = np.pad(x[0], ((0, 0), (1, 1), (1, 1)))
+    cols = np.stack([padded[:, i:i + h, j:j + w] for i in range(3) for j in range(3)],
+                    axis=1).reshape(c * 9, h * w)
+    return (weight.reshape(len(weight), -1) @ cols + bias[:, None]).reshape(1, -1, h, w)
+
+
+def test_error_is_no_larger_than_caffes_or_the_direct_kernels():
     """The claim that makes it a fast form and not an approximation: on a VGG-like layer
     (512 channels of 3 x 3 sums, 4608 terms each) its worst error against float64 is within
-    that of torch's direct convolution (oneDNN), which the engine takes everywhere else."""
+    that of Caffe's float32 im2col + gemm, or of torch's direct convolution (oneDNN), which
+    the engine takes everywhere else, whichever is larger on this machine (measured on the
+    Xeon: 5.6-6.6e-6 against Caffe's 5.4-5.9e-6 and oneDNN's 2.2-3.5e-5)."""
     rng = np.random.RandomState(0)
     x, weight, bias = _problem(rng, 512, 64, 12, 12, scale=4.0)
     want = np_conv(x, weight, bias, (1, 1), (1, 1), (1, 1), 1)
     wx, ww, wb = _channels_last(x), torch.from_numpy(weight), torch.from_numpy(bias)
     direct = torch.nn.functional.conv2d(wx, ww, wb, padding=1).numpy()
     fast = winograd.convolve(wx, ww, wb, [1, 1]).numpy()
-    direct_error, fast_error = (np.abs(y - want).max() for y in (direct, fast))
-    assert 0 < fast_error <= 1.5 * direct_error, (fast_error, direct_error)
+    caffe = _im2col_gemm(x, weight, bias)
+    assert caffe.dtype == np.float32
+    caffe_error, direct_error, fast_error = (np.abs(y - want).max()
+                                             for y in (caffe, direct, fast))
+    assert 0 < fast_error <= 1.5 * max(caffe_error, direct_error), \
+        (fast_error, caffe_error, direct_error)
 
 
 def test_filter_transform_is_g_g_transposed():
