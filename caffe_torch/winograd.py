@@ -10,22 +10,23 @@ sum over the bottom's channels is a gemm of (tiles x channels) by (channels x nu
 A' ... A folds the 16 products back into the 2 x 2 outputs. Per output that is 16/4 = 4
 multiplications per channel pair instead of 9: 2.25x fewer flops in the gemms, for six
 passes over tile-sized tensors around them. On the CPU that wins where the filters are
-large against the image (VGG's 512-channel layers: conv4_2 at 500 x 500 84 -> 61 ms with
-oneDNN's direct kernel as the reference) and loses on wide, shallow layers (64 channels at
-698 x 698: 80 -> 220 ms); `pays` draws the line measured between.
+large against the image (VGG's 512-channel layers: conv4_2 at 500 x 500 in 56 instead of
+84 ms, oneDNN's direct kernel being the reference) and loses on wide, shallow layers (64
+channels at 698 x 698: 220 instead of 80 ms); `pays` draws the line measured between.
 
 The sums are float32 as every other convolution of the engine, in another order: B, A and G
 hold 0, +-1 and 1/2 only, so the transforms round no more than a sum of three terms, and
 the top's error against a float64 convolution is that of Caffe's own float32 im2col +
-gemm, and smaller than oneDNN's direct kernel's (tests/caffe_torch/test_winograd.py). Caffe itself reaches the same arithmetic on a GPU,
-where cuDNN picks its Winograd algorithms for 3 x 3 layers. Used only in forward-only
-plans (net_memory.py): no backward is defined here.
+gemm, and smaller than oneDNN's direct kernel's (tests/caffe_torch/test_winograd.py).
+Caffe itself reaches the same arithmetic on a GPU, where cuDNN picks its Winograd
+algorithms for 3 x 3 layers. Used only in forward-only plans (net_memory.py): no backward
+is defined here.
 """
 import torch
 
 # A' (2 x 4): the two outputs of a row of four products.
 A_T = ((1, 1, 1, 0), (0, 1, -1, -1))
-# G (4 x 3), the filter transform, as a 16 x 9 matrix over (row, column) pairs.
+# G (4 x 3): the filter transform, G g G' for a 3 x 3 filter g.
 G = ((1, 0, 0), (.5, .5, .5), (.5, -.5, .5), (0, 0, 1))
 
 
@@ -33,8 +34,8 @@ def pays(channels, num_output):
     """Whether F(2x2, 3x3) beats oneDNN's direct kernel for these channel counts on the
     CPU: the gemms save in proportion to channels x num_output, the transforms cost in
     proportion to channels + num_output. Measured at VGG's shapes (500 x 500, 2 cores,
-    AVX-512): 512 -> 512 61 against 84 ms, 256 -> 512 33 against 42 ms, 256 -> 256 86
-    against 79 ms; the line is drawn between the last two."""
+    AVX-512): 512 -> 512 in 56 against 84 ms, 256 -> 512 in 28 against 41 ms, 256 -> 256
+    in 73-82 against 79-80 ms; the line is drawn between the last two."""
     return channels * num_output >= 160 * (channels + num_output)
 
 

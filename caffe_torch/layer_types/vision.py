@@ -149,7 +149,7 @@ class _BaseConvolution(Layer):
         where the plan allows it (Blob.channels_last: oneDNN's kernels and torch's pooling
         are 1.2-3x faster so for VGG's early layers), Caffe's own im2col + gemm where
         the filters outweigh the image (FCN's fc6, fc7, score layers), and Winograd's
-        F(2x2, 3x3) where the channels are many (VGG's conv4 and conv5, 1.3-1.5x)."""
+        F(2x2, 3x3) where the channels are many (VGG's conv4 and conv5, 1.4-1.5x)."""
         if self.backward_state:
             return torch.ops.aten.convolution(x, weight, bias, *self._conv_args())
         last = y_blob.channels_last and x.dim() == 4
