@@ -14,13 +14,16 @@ large against the image (VGG's 512-channel layers: conv4_2 at 500 x 500 in 56 in
 84 ms, oneDNN's direct kernel being the reference) and loses on wide, shallow layers (64
 channels at 698 x 698: 220 instead of 80 ms); `pays` draws the line measured between.
 
-The sums are float32 as every other convolution of the engine, in another order: B, A and G
-hold 0, +-1 and 1/2 only, so the transforms round no more than a sum of three terms, and
-the top's error against a float64 convolution is that of Caffe's own float32 im2col +
-gemm, and smaller than oneDNN's direct kernel's (tests/caffe_torch/test_winograd.py).
-Caffe itself reaches the same arithmetic on a GPU, where cuDNN picks its Winograd
-algorithms for 3 x 3 layers. Used only in forward-only plans (net_memory.py): no backward
-is defined here.
+The sums are float32 as every other convolution of the engine, in another order. B, A and
+G hold 0, +-1 and 1/2 only; the transforms are sums of 4 (B' d B) to 9 (G g G', A' m A)
+terms, and most of the rounding is the gemms', sums of C terms instead of the direct
+form's 9 C. Against a float64 convolution the top's worst error is below that of a float32
+sum taken in order (Caffe's gemm on a plain BLAS; here also oneDNN's channels-last kernel,
+which it replaces) and near Caffe's own im2col + OpenBLAS gemm (tests/caffe_torch/
+test_winograd.py, README). Caffe with cuDNN may run Winograd on a GPU too: cuDNN offers it
+for 3 x 3 layers and Caffe takes the algorithm cuDNN prefers. Used only in forward-only
+plans (net_memory.py): no backward is defined here. Working memory: the tiles and the
+products are 4 bottoms and 4 tops in size, freed when the call returns.
 """
 import torch
 
@@ -51,7 +54,9 @@ def filter_transform(weight):
 def convolve(x, weight, bias, pad, relu=False):
     """x (1, C, H, W) channels-last, 3 x 3 filters, stride 1, `pad` (h, w): the top
     (1, K, H', W') channels-last, rectified if `relu`."""
-    _, c, h, w = x.shape
+    n, c, h, w = x.shape
+    if n != 1:
+        raise ValueError(f'winograd.convolve takes one image, got a batch of {n}')
     k = weight.shape[0]
     oh, ow = h + 2 * pad[0] - 2, w + 2 * pad[1] - 2
     th, tw = (oh + 1) // 2, (ow + 1) // 2
@@ -73,7 +78,7 @@ def convolve(x, weight, bias, pad, relu=False):
         y.copy_(products)
     y = y.view(2 * th, 2 * tw, k)
     if (oh, ow) != (2 * th, 2 * tw):  # an odd side: the last row or column is padding
-        y = y[:oh, :ow].contiguous()
+        y = y[:oh, :ow].clone()  # a buffer of the top's own size, for the blob to adopt
     return y.unsqueeze(0).permute(0, 3, 1, 2)
 
 
