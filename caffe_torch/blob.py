@@ -152,11 +152,14 @@ class SyncedMemory:
         self._nhwc, self._view = None, None
 
     def adopt(self, result):
-        """Take `result` (a fresh float32 tensor of `capacity` elements on the device) as
-        the buffer instead of copying it in: for blobs a memory plan frees every pass
-        (Blob.transient), whose old buffer no NumPy view can outlive in use. A 4-D result
-        in channels-last order stays in that order (Blob.channels_last)."""
+        """Take `result` (a fresh float32 tensor on the device, of at most `capacity`
+        elements) as the buffer instead of copying it in: for blobs a memory plan frees
+        every pass (Blob.transient), whose old buffer no NumPy view can outlive in use. The
+        capacity becomes the result's size (a later, larger reshape allocates afresh, as
+        any growth does). A 4-D result in channels-last order stays in that order
+        (Blob.channels_last)."""
         shape = tuple(result.shape)
+        self.capacity = math.prod(shape)
         nhwc = (result.dim() == 4 and not result.is_contiguous()
                 and result.is_contiguous(memory_format=torch.channels_last))
         flat = result.permute(0, 2, 3, 1).reshape(-1) if nhwc else result.reshape(-1)
@@ -282,9 +285,11 @@ class Blob:
 
     @property
     def adoptable(self):
-        """Whether a layer may hand this blob a fresh result as its buffer (transient, and a
-        buffer of exactly its size, as a fresh result is)."""
-        return self.transient and self._data.capacity == self._count
+        """Whether a layer may hand this blob a fresh result as its buffer: transient, and
+        its capacity at least the blob's count (after a larger input, a smaller one's blobs
+        keep the larger capacity until a fresh result replaces it; blobs sharing the memory,
+        Split tops, have the same count)."""
+        return self.transient and self._data.capacity >= self._count
 
     def owns(self, memory):
         """Whether `memory` (a BlobSizeError's owner) is this blob or its data or diff."""
